@@ -1,0 +1,1 @@
+"""POSIX sh scripts that run on Android devices (mksh/toybox); shipped as package data."""

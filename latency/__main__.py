@@ -1,0 +1,3 @@
+from latency.cli import entry
+
+entry()

@@ -1,0 +1,98 @@
+"""The cache-context model: how a block's isolated timings relate to its cost in a network.
+
+A block timed alone can be in two cache states. *Warm*: invoked back to back, its weights,
+activations and the interpreter's own data stay in the CPU caches. *Cold*: each invoke follows
+other models' invokes, which evicted all of that. Inside a network a block is in between: its
+input was just written by the previous block (hot), but its weights and the interpreter's
+per-op data were last touched one whole network pass ago. Summing warm timings underestimates
+a network; summing cold timings overestimates it (both measured in ``bench/lut_fidelity.py``).
+
+The model: ``in-network = warm + alpha * (cold - warm)``; ``alpha`` is the share of the cold
+penalty a block pays inside a network, one number per device and runtime. It is calibrated on
+a few random networks of the space (never the networks a benchmark evaluates on) by least
+squares on relative error, clipped to [0, 1], and stored in the LUT's provenance.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from latency.convert import ConvertConfig
+from latency.devices import Device
+from latency.profile import measure_architectures, profile_specs
+from lut.table import DEFAULT_CONTEXT_ALPHA as DEFAULT_ALPHA
+from lut.table import LatencyTable
+from nas.spaces import SearchSpace, random_genomes
+from nas.specs import Architecture, spec_key
+
+__all__ = ["DEFAULT_ALPHA", "Calibration", "calibrate", "fit_alpha", "sums"]
+
+CALIBRATION_SEED = 1_000_003  # far from seeds used elsewhere, so calibration nets are disjoint
+
+
+@dataclass(frozen=True)
+class Calibration:
+    alpha: float
+    nets: int
+    seed: int
+    mape_before: float  # mean abs relative error with the default alpha
+    mape_after: float
+    seconds: float
+
+
+def fit_alpha(warm: Sequence[float], cold: Sequence[float], measured: Sequence[float]) -> float:
+    """Least-squares ``alpha`` of ``measured ~ warm + alpha (cold - warm)``, each net weighted
+    by 1/measured (relative error), clipped to [0, 1]."""
+    w, c, m = (np.asarray(v, dtype=float) for v in (warm, cold, measured))
+    d = (c - w) / m
+    r = (m - w) / m
+    denom = float(d @ d)
+    if denom <= 0:
+        return 0.0
+    return float(np.clip((d @ r) / denom, 0.0, 1.0))
+
+
+def sums(table: LatencyTable, archs: Sequence[Architecture]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-architecture sums of warm and cold block medians."""
+    warm, cold = [], []
+    for a in archs:
+        rows = [table.entries[spec_key(b)] for b in a.blocks]
+        warm.append(sum(r["warm_median_us"] for r in rows))
+        cold.append(sum(r.get("cold_median_us", r["warm_median_us"]) for r in rows))
+    return np.array(warm), np.array(cold)
+
+
+def calibrate(
+    space: SearchSpace,
+    device: Device,
+    table: LatencyTable,
+    convert_config: ConvertConfig,
+    n_nets: int = 6,
+    seed: int = CALIBRATION_SEED,
+    exclude: Sequence[Architecture] = (),
+) -> Calibration:
+    """Measure ``n_nets`` random networks of ``space`` whole, fit ``alpha``, store it in the
+    LUT (re-deriving every entry's ``median_us``)."""
+    t0 = time.perf_counter()
+    banned = set(exclude)
+    archs = [a for a in (space.decode(g) for g in random_genomes(space, n_nets + len(banned),
+                                                                 seed)) if a not in banned]
+    archs = archs[:n_nets]
+    profile_specs([b for a in archs for b in a.blocks], device, table, convert_config)
+    measured = np.array(
+        [m.warm.median_us for m in measure_architectures(archs, device, table, convert_config)]
+    )
+    warm, cold = sums(table, archs)
+    alpha = fit_alpha(warm, cold, measured)
+
+    def mape(a: float) -> float:
+        return float(np.mean(np.abs((warm + a * (cold - warm)) / measured - 1.0)))
+
+    before = mape(table.context_alpha)
+    cal = Calibration(alpha, len(archs), seed, before, mape(alpha), time.perf_counter() - t0)
+    table.set_context(alpha, asdict(cal))
+    return cal

@@ -1,0 +1,173 @@
+"""Profile a set of block specs on a device into a LUT: convert, measure, save each entry.
+
+Resumable: blocks already in the LUT are skipped; each entry is written atomically the moment
+its measurement finishes, so Ctrl-C or kill -9 loses only the blocks still being timed.
+Converted models are cached on disk, so a rerun does not convert again either.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from latency.convert import ConvertConfig, ConvertedModel, convert_many, converter_versions
+from latency.devices import Device
+from latency.errors import ConversionError
+from latency.host import REFERENCE_SPEC, Measurement
+from latency.progress import progress_bar
+from lut.table import LatencyTable, identity
+from nas.specs import BlockSpec, describe, spec_key
+
+
+class ConversionFailures(ConversionError):
+    """Some blocks could not be converted; every other block was measured and saved."""
+
+    def __init__(self, failed: dict[BlockSpec, ConversionError], out: Path | None) -> None:
+        self.failed = failed
+        lines = "\n  ".join(f"{describe(s)}: {e}" for s, e in list(failed.items())[:10])
+        super().__init__(
+            f"{len(failed)} block(s) could not be converted (all others are measured and "
+            f"saved{f' in {out}' if out else ''}):\n  {lines}"
+        )
+
+
+@dataclass
+class ProfileReport:
+    total: int
+    skipped: int
+    measured: int
+    converted: int
+    convert_seconds: float
+    measure_seconds: float
+    out: Path | None
+    unstable: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        rate_c = self.converted / self.convert_seconds * 60 if self.convert_seconds > 0 else 0.0
+        rate_m = self.measured / self.measure_seconds * 60 if self.measure_seconds > 0 else 0.0
+        s = (
+            f"{self.total} blocks in the space: {self.skipped} already in the LUT, "
+            f"{self.measured} measured now; converted {self.converted} in "
+            f"{self.convert_seconds:.1f} s ({rate_c:.0f}/min), measured in "
+            f"{self.measure_seconds:.1f} s ({rate_m:.0f}/min)"
+        )
+        if self.unstable:
+            s += f"; {len(self.unstable)} stayed noisy after re-measuring (flagged stable=false)"
+        return s
+
+
+def provenance_for(device: Device) -> dict[str, Any]:
+    settings = device.measure_settings()
+    return {
+        "device": device.fingerprint(),
+        "runtime": device.runtime(),
+        "threads": settings.get("threads", 1),
+        "converter": converter_versions(),
+        "measure": settings,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def open_table(out: Path, device: Device, resume: bool = True) -> LatencyTable:
+    """The LUT to fill: resumed when it exists and ``resume`` (refusing one measured elsewhere),
+    otherwise started afresh; a replaced file is kept as ``OUT.bak`` so nothing is lost."""
+    prov = provenance_for(device)
+    out = Path(out)
+    if out.exists() and not resume:
+        shutil.copy2(out, out.with_name(out.name + ".bak"))
+        return LatencyTable.create(out, prov)
+    return LatencyTable.open_for(out, prov)
+
+
+def profile_specs(
+    specs: Sequence[BlockSpec],
+    device: Device,
+    table: LatencyTable,
+    convert_config: ConvertConfig,
+    *,
+    workers: int | None = None,
+    limit: int | None = None,
+    remeasure: bool = False,
+) -> ProfileReport:
+    """Make sure every spec has an entry in ``table`` (measuring the missing ones on
+    ``device``). Conversion failures are raised after everything else is saved."""
+    table.require(identity(provenance_for(device)))
+    unique = list(dict.fromkeys(specs))[:limit]
+    todo = unique if remeasure else table.missing(unique)
+    report = ProfileReport(len(unique), len(unique) - len(table.missing(unique)), 0, 0, 0.0,
+                           0.0, table.path)
+    if not todo:
+        return report
+    workers = workers or min(2, os.cpu_count() or 1)
+
+    t0 = time.perf_counter()
+    with progress_bar(len(todo) + 1, "convert") as bar:
+        def converted(spec: BlockSpec, res: ConvertedModel | None, err: Any) -> None:
+            bar.update(1)
+            if res is not None and not res.cached:
+                report.converted += 1
+
+        done, failed = convert_many([REFERENCE_SPEC, *todo], convert_config, workers, converted)
+    report.convert_seconds = time.perf_counter() - t0
+    if REFERENCE_SPEC in failed:
+        raise failed[REFERENCE_SPEC]
+
+    ref_info = table.provenance.get("reference") or {}
+    baseline = ref_info.get("median_us") if ref_info.get("key") == spec_key(REFERENCE_SPEC) else (
+        None
+    )
+    models = [(s, done[s].path) for s in todo if s in done]
+    t1 = time.perf_counter()
+    with progress_bar(len(models), "measure") as bar:
+
+        def measured(spec: BlockSpec, m: Measurement) -> None:
+            if "reference" not in table.provenance:
+                table.provenance["reference"] = {
+                    "key": spec_key(REFERENCE_SPEC),
+                    "block": describe(REFERENCE_SPEC),
+                    "median_us": m.baseline_us,
+                }
+            conv = done[spec]
+            entry = {**m.to_entry(), "tflite_sha256": conv.sha256,
+                     "max_abs_diff": conv.max_abs_diff}
+            table.add(spec, entry)
+            report.measured += 1
+            if not m.stable:
+                report.unstable.append(describe(spec))
+            bar.update(1)
+
+        device.measure(models, done[REFERENCE_SPEC].path, baseline, measured)
+    report.measure_seconds = time.perf_counter() - t1
+    if failed:
+        raise ConversionFailures(failed, table.path)
+    return report
+
+
+def measure_architectures(
+    archs: Sequence[Any],
+    device: Device,
+    table: LatencyTable,
+    convert_config: ConvertConfig,
+    *,
+    workers: int | None = None,
+) -> list[Measurement]:
+    """Convert whole architectures and time them end to end on ``device``, on the same drift
+    scale as ``table`` (its reference baseline). The LUT's blocks should be profiled first."""
+    table.require(identity(provenance_for(device)))
+    workers = workers or min(2, os.cpu_count() or 1)
+    with progress_bar(len(archs) + 1, "convert nets", unit="net") as bar:
+        done, failed = convert_many([REFERENCE_SPEC, *archs], convert_config, workers,
+                                    lambda *_: bar.update(1))
+    if failed:
+        first = next(iter(failed.values()))
+        raise ConversionError(f"{len(failed)} network(s) could not be converted: {first}")
+    baseline = (table.provenance.get("reference") or {}).get("median_us")
+    with progress_bar(len(archs), "measure nets", unit="net") as bar:
+        res = device.measure([(i, done[a].path) for i, a in enumerate(archs)],
+                             done[REFERENCE_SPEC].path, baseline, lambda *_: bar.update(1))
+    return [res[i] for i in range(len(archs))]

@@ -1,0 +1,303 @@
+"""The latency lookup table: one JSON file per device and settings.
+
+Layout (schema ``donnav2-lut``, version 1)::
+
+    {"schema": "donnav2-lut", "schema_version": 1,
+     "provenance": {"device": {"id": ..., ...}, "runtime": ..., "threads": 1,
+                    "converter": {...}, "measure": {...}, "reference": {...}},
+     "entries": {"<canonical spec key>": {"spec": {...}, "median_us": ..., ...}}}
+
+Entries are keyed by :func:`nas.specs.spec_key`. Every change is written atomically
+(temporary file, fsync, rename), so a crash or kill -9 leaves either the old or the new file,
+never a torn one.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import statistics
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lut.errors import (
+    LutCorruptError,
+    LutMismatchError,
+    LutMissError,
+    LutSchemaError,
+    LutWriteError,
+)
+from nas.specs import Architecture, BlockSpec, describe, spec_from_key, spec_key
+
+SCHEMA = "donnav2-lut"
+SCHEMA_VERSION = 1
+# Provenance fields that must agree for two measurements to belong in one table.
+IDENTITY_FIELDS = ("device_id", "runtime", "threads", "converter")
+LATENCY_FIELD = "median_us"
+
+
+DEFAULT_CONTEXT_ALPHA = 0.5
+
+
+def in_network_latency(entry: Mapping[str, Any], alpha: float) -> float:
+    """A block's latency inside a network, from its warm and cold medians: the block pays the
+    share ``alpha`` of its cold-cache penalty (see :mod:`latency.context`). Entries measured
+    in one context only (e.g. on a phone with benchmark_model) give that one."""
+    warm = entry.get("warm_median_us")
+    cold = entry.get("cold_median_us")
+    if warm is None:
+        return float(entry[LATENCY_FIELD])
+    if cold is None:
+        return float(warm)
+    return float(warm) + alpha * (float(cold) - float(warm))
+
+
+def identity(provenance: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a provenance that says *where and how* latencies were measured."""
+    return {
+        "device_id": provenance.get("device", {}).get("id"),
+        "runtime": provenance.get("runtime"),
+        "threads": provenance.get("threads"),
+        "converter": provenance.get("converter"),
+    }
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old or the new content, never half."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:
+        dfd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+@dataclass
+class LatencyTable:
+    provenance: dict[str, Any]
+    entries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    path: Path | None = None
+
+    # ---- files -------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path) -> LatencyTable:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise LutCorruptError(
+                f"LUT {path} does not exist; profile it first with "
+                f"`latency-profile --out {path}`"
+            ) from None
+        except OSError as exc:
+            raise LutCorruptError(f"cannot read LUT {path}: {exc}") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise LutCorruptError(
+                f"LUT {path} is corrupt or truncated ({exc}); it was not written by "
+                "donnav2's atomic writer. Restore it from a copy, or move it away and "
+                "profile again"
+            ) from None
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+            raise LutCorruptError(
+                f"{path} is not a donnav2 latency LUT (no \"schema\": \"{SCHEMA}\" field); "
+                "pass a file written by `latency-profile`"
+            )
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise LutSchemaError(
+                f"LUT {path} has schema version {version!r}; this donnav2 reads version "
+                f"{SCHEMA_VERSION}. Use the donnav2 release that wrote it, or profile again"
+            )
+        entries = data.get("entries")
+        prov = data.get("provenance")
+        if not isinstance(entries, dict) or not isinstance(prov, dict):
+            raise LutCorruptError(f"LUT {path} lacks its 'entries' or 'provenance' object")
+        for key, entry in entries.items():
+            value = entry.get(LATENCY_FIELD) if isinstance(entry, dict) else None
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise LutCorruptError(
+                    f"LUT {path}: entry {key[:80]} has no valid {LATENCY_FIELD}; "
+                    "delete that entry and run `latency-profile` again to re-measure it"
+                )
+        return cls(provenance=prov, entries=entries, path=path)
+
+    @classmethod
+    def create(cls, path: str | Path, provenance: Mapping[str, Any]) -> LatencyTable:
+        """A new, empty table written to ``path`` at once (so an unwritable path fails before
+        anything is measured)."""
+        table = cls(provenance=dict(provenance), entries={}, path=Path(path))
+        table.save()
+        return table
+
+    @classmethod
+    def open_for(cls, path: str | Path, provenance: Mapping[str, Any]) -> LatencyTable:
+        """Open ``path`` to add measurements made under ``provenance``: resume it if it exists
+        (refusing one of another device or settings), else create it."""
+        path = Path(path)
+        if not path.exists():
+            return cls.create(path, provenance)
+        table = cls.load(path)
+        table.require(identity(provenance))
+        return table
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        data = {
+            "schema": SCHEMA,
+            "schema_version": SCHEMA_VERSION,
+            "provenance": self.provenance,
+            "entries": self.entries,
+        }
+        text = json.dumps(data, indent=1, sort_keys=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.path, text)
+        except OSError as exc:
+            raise LutWriteError(
+                f"cannot write LUT {self.path}: {exc.strerror or exc}; choose another --out "
+                "or fix the folder's permissions (nothing measured is lost: finished entries "
+                "stay in the last good file)"
+            ) from None
+
+    # ---- identity ----------------------------------------------------------------------
+    def identity(self) -> dict[str, Any]:
+        return identity(self.provenance)
+
+    def require(self, expected: Mapping[str, Any]) -> None:
+        """Refuse to mix or use measurements of another device or settings."""
+        mine = self.identity()
+        diffs = [
+            f"{k}: LUT has {mine.get(k)!r}, asked for {expected[k]!r}"
+            for k in IDENTITY_FIELDS
+            if k in expected and expected[k] is not None and mine.get(k) != expected[k]
+        ]
+        if diffs:
+            where = self.path or "this LUT"
+            raise LutMismatchError(
+                f"{where} was measured on another device or with other settings ("
+                + "; ".join(diffs)
+                + "). Use a LUT profiled for this device and settings, or write to another "
+                "--out"
+            )
+
+    # ---- entries -------------------------------------------------------------------------
+    def __contains__(self, spec: BlockSpec) -> bool:
+        return spec_key(spec) in self.entries
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def get(self, spec: BlockSpec) -> dict[str, Any] | None:
+        return self.entries.get(spec_key(spec))
+
+    @property
+    def context_alpha(self) -> float:
+        return float(self.provenance.get("context", {}).get("alpha", DEFAULT_CONTEXT_ALPHA))
+
+    def add(self, spec: BlockSpec, entry: Mapping[str, Any]) -> None:
+        """Record one measured block and write the file atomically. ``median_us`` (the figure
+        look-ups sum) is derived from the entry's warm/cold medians and the table's context
+        model."""
+        row = {"spec": json.loads(spec_key(spec)), **entry}
+        row[LATENCY_FIELD] = in_network_latency(row, self.context_alpha)
+        self.entries[spec_key(spec)] = row
+        self.save()
+
+    def set_context(self, alpha: float, info: Mapping[str, Any]) -> None:
+        """Adopt a calibrated context model and re-derive every entry's ``median_us``."""
+        self.provenance["context"] = {"alpha": float(alpha), **info}
+        for row in self.entries.values():
+            row[LATENCY_FIELD] = in_network_latency(row, float(alpha))
+        self.save()
+
+    def missing(self, specs: Iterable[BlockSpec]) -> list[BlockSpec]:
+        seen: dict[BlockSpec, None] = {}
+        for s in specs:
+            if spec_key(s) not in self.entries:
+                seen.setdefault(s, None)
+        return list(seen)
+
+    def latency(self, spec: BlockSpec) -> float:
+        entry = self.entries.get(spec_key(spec))
+        if entry is None:
+            raise self._miss([spec])
+        return float(entry[LATENCY_FIELD])
+
+    def lookup(self, arch: Architecture | Iterable[BlockSpec]) -> float:
+        """Latency of an architecture in microseconds: the sum over its blocks, stem and head
+        included. Every missing block is named in the error."""
+        blocks = list(arch)
+        missing = self.missing(blocks)
+        if missing:
+            raise self._miss(missing)
+        return sum(float(self.entries[spec_key(b)][LATENCY_FIELD]) for b in blocks)
+
+    def _miss(self, missing: list[BlockSpec]) -> LutMissError:
+        where = self.path or "the LUT"
+        names = "\n  ".join(describe(s) for s in missing[:20])
+        more = f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else ""
+        return LutMissError(
+            f"{len(missing)} block(s) missing from {where}:\n  {names}{more}\n"
+            "Profile them (`latency-profile` with the same --out resumes), or use the "
+            "estimator's `measure` or `predict` mode",
+            [spec_key(s) for s in missing],
+        )
+
+    def specs(self) -> list[BlockSpec]:
+        return [spec_from_key(k) for k in self.entries]
+
+    # ---- export ---------------------------------------------------------------------------
+    def export_csv(self, path: str | Path) -> None:
+        numeric = sorted(
+            {k for e in self.entries.values() for k, v in e.items() if isinstance(v, (int, float))}
+        )
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["key", "block", *numeric])
+            for key, e in sorted(self.entries.items()):
+                w.writerow([key, describe(spec_from_key(key)), *(e.get(c, "") for c in numeric)])
+
+
+def compare_tables(a: LatencyTable, b: LatencyTable) -> dict[str, Any]:
+    """Per-entry ratio b/a over the blocks both tables hold, with a summary."""
+    common = sorted(set(a.entries) & set(b.entries))
+    rows = []
+    for key in common:
+        la, lb = a.entries[key][LATENCY_FIELD], b.entries[key][LATENCY_FIELD]
+        rows.append({"key": key, "block": describe(spec_from_key(key)), "a_us": la, "b_us": lb,
+                     "ratio": lb / la})
+    ratios = sorted(r["ratio"] for r in rows)
+    summary: dict[str, Any] = {
+        "common": len(common),
+        "only_a": len(set(a.entries) - set(b.entries)),
+        "only_b": len(set(b.entries) - set(a.entries)),
+    }
+    if ratios:
+        summary.update(
+            median_ratio=statistics.median(ratios), min_ratio=ratios[0], max_ratio=ratios[-1]
+        )
+    return {"summary": summary, "rows": rows}

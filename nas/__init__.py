@@ -1,0 +1,1 @@
+"""Neural architecture search: block specs, search spaces, and (later) BKD and NSGA-II."""

@@ -1,0 +1,309 @@
+"""Search spaces: per-slot options that decode to block specs.
+
+Data flows one way: genome (one option index per slot) -> :class:`SlotOption` per slot ->
+:class:`~nas.specs.Architecture` (block specs) -> modules or LUT look-ups.
+A slot is a stage of the network (DONNA's "block"): its option sets kernel, expansion, SE,
+activation, depth and width, uniform inside the stage.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from nas.errors import SpaceError
+from nas.specs import (
+    Architecture,
+    BlockSpec,
+    ClassifierHeadSpec,
+    ConvBnActSpec,
+    MBConvSpec,
+    make_divisible,
+    out_size,
+)
+
+
+@dataclass(frozen=True)
+class SlotOption:
+    """One choice for one slot."""
+
+    kernel: int
+    exp_ratio: float
+    se_ratio: float
+    depth: int
+    width: float
+    act: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "exp_ratio", float(self.exp_ratio))
+        object.__setattr__(self, "se_ratio", float(self.se_ratio))
+        object.__setattr__(self, "width", float(self.width))
+        if self.depth < 1:
+            raise SpaceError(f"depth must be >= 1, got {self.depth}")
+
+    def label(self) -> str:
+        se = f" se{self.se_ratio:g}" if self.se_ratio else ""
+        return (
+            f"k{self.kernel} e{self.exp_ratio:g}{se} d{self.depth} w{self.width:g} {self.act}"
+        )
+
+
+@dataclass(frozen=True)
+class StageDef:
+    """The fixed part of a slot: base output channels and stride of its first block."""
+
+    out_chs: int
+    stride: int
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    name: str
+    resolution: int
+    stem_chs: int
+    stem_stride: int
+    stages: tuple[StageDef, ...]
+    options: tuple[tuple[SlotOption, ...], ...]
+    head_chs: int
+    num_classes: int
+    stem_act: str = "silu"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stages", tuple(self.stages))
+        object.__setattr__(self, "options", tuple(tuple(o) for o in self.options))
+        if len(self.stages) != len(self.options):
+            raise SpaceError(
+                f"space {self.name!r}: {len(self.stages)} stages but options for "
+                f"{len(self.options)} slots"
+            )
+        for i, opts in enumerate(self.options):
+            if not opts:
+                raise SpaceError(f"space {self.name!r}: slot {i} has no options left")
+        if self.resolution < 8:
+            raise SpaceError(f"resolution must be >= 8, got {self.resolution}")
+
+    # ---- sizes -------------------------------------------------------------------------
+    @property
+    def n_slots(self) -> int:
+        return len(self.stages)
+
+    def n_options(self) -> list[int]:
+        return [len(o) for o in self.options]
+
+    def log10_size(self) -> float:
+        """log10 of the number of architectures in the space."""
+        return sum(math.log10(len(o)) for o in self.options)
+
+    def stage_chs(self, slot: int, width: float) -> int:
+        return make_divisible(self.stages[slot].out_chs * width)
+
+    def slot_input_sizes(self) -> list[int]:
+        """Input height (= width) of each slot; it does not depend on the choices."""
+        size = out_size(self.resolution, self.stem_stride)
+        sizes = []
+        for st in self.stages:
+            sizes.append(size)
+            size = out_size(size, st.stride)
+        return sizes
+
+    # ---- decoding ------------------------------------------------------------------------
+    def stem_spec(self) -> ConvBnActSpec:
+        r = self.resolution
+        return ConvBnActSpec(3, self.stem_chs, 3, self.stem_stride, self.stem_act, r, r)
+
+    def slot_blocks(self, slot: int, option: SlotOption, in_chs: int) -> list[MBConvSpec]:
+        """The block specs of one slot for one option, given the slot's input channels."""
+        size = self.slot_input_sizes()[slot]
+        out_chs = self.stage_chs(slot, option.width)
+        stride = self.stages[slot].stride
+        blocks = []
+        for d in range(option.depth):
+            blocks.append(
+                MBConvSpec(
+                    in_chs=in_chs if d == 0 else out_chs,
+                    out_chs=out_chs,
+                    kernel=option.kernel,
+                    stride=stride if d == 0 else 1,
+                    exp_ratio=option.exp_ratio,
+                    se_ratio=option.se_ratio,
+                    act=option.act,
+                    in_h=size if d == 0 else out_size(size, stride),
+                    in_w=size if d == 0 else out_size(size, stride),
+                )
+            )
+        return blocks
+
+    def head_spec(self, in_chs: int) -> ClassifierHeadSpec:
+        size = self.slot_input_sizes()[-1]
+        size = out_size(size, self.stages[-1].stride)
+        return ClassifierHeadSpec(
+            in_chs, self.head_chs, self.num_classes, self.stem_act, size, size
+        )
+
+    def choices(self, genome: Sequence[int]) -> list[SlotOption]:
+        if len(genome) != self.n_slots:
+            raise SpaceError(
+                f"space {self.name!r} has {self.n_slots} slots, genome has {len(genome)} genes"
+            )
+        out = []
+        for i, g in enumerate(genome):
+            g = int(g)
+            if not 0 <= g < len(self.options[i]):
+                raise SpaceError(
+                    f"gene {i} = {g} is out of range: slot {i} has {len(self.options[i])} options"
+                )
+            out.append(self.options[i][g])
+        return out
+
+    def architecture(self, choices: Sequence[SlotOption]) -> Architecture:
+        if len(choices) != self.n_slots:
+            raise SpaceError(f"space {self.name!r} needs {self.n_slots} choices")
+        blocks: list[BlockSpec] = [self.stem_spec()]
+        in_chs = self.stem_chs
+        for i, opt in enumerate(choices):
+            slot = self.slot_blocks(i, opt, in_chs)
+            blocks.extend(slot)
+            in_chs = slot[-1].out_chs
+        blocks.append(self.head_spec(in_chs))
+        return Architecture(tuple(blocks))
+
+    def decode(self, genome: Sequence[int]) -> Architecture:
+        return self.architecture(self.choices(genome))
+
+    def block_specs(self) -> list[BlockSpec]:
+        """Every distinct block spec any architecture of the space can contain, in a fixed order
+        (stem, slot by slot, head): the rows of this space's latency LUT."""
+        seen: dict[BlockSpec, None] = {self.stem_spec(): None}
+        in_set = [self.stem_chs]
+        for i in range(self.n_slots):
+            outs: dict[int, None] = {}
+            for opt in self.options[i]:
+                for in_chs in in_set:
+                    for spec in self.slot_blocks(i, opt, in_chs):
+                        seen.setdefault(spec, None)
+                outs[self.stage_chs(i, opt.width)] = None
+            in_set = list(outs)
+        for in_chs in in_set:
+            seen.setdefault(self.head_spec(in_chs), None)
+        return list(seen)
+
+    # ---- persistence --------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SearchSpace:
+        try:
+            return cls(
+                name=d["name"],
+                resolution=d["resolution"],
+                stem_chs=d["stem_chs"],
+                stem_stride=d["stem_stride"],
+                stages=tuple(StageDef(**s) for s in d["stages"]),
+                options=tuple(tuple(SlotOption(**o) for o in opts) for opts in d["options"]),
+                head_chs=d["head_chs"],
+                num_classes=d["num_classes"],
+                stem_act=d.get("stem_act", "silu"),
+            )
+        except (KeyError, TypeError) as exc:
+            raise SpaceError(f"not a search space description: {exc}") from None
+
+    def with_options(self, options: Sequence[Sequence[SlotOption]]) -> SearchSpace:
+        return replace(self, options=tuple(tuple(o) for o in options))
+
+
+def product_options(
+    kernels: Sequence[int],
+    exp_ratios: Sequence[float],
+    se_ratios: Sequence[float],
+    depths: Sequence[int],
+    widths: Sequence[float],
+    acts: Sequence[str],
+) -> tuple[SlotOption, ...]:
+    """Every combination, in a fixed order (the genome's index order)."""
+    return tuple(
+        SlotOption(k, e, s, d, w, a)
+        for k, e, s, d, w, a in itertools.product(
+            kernels, exp_ratios, se_ratios, depths, widths, acts
+        )
+    )
+
+
+# EfficientNet-B0 stages: (out_chs, stride). Its own choices (kernel, expansion, depth) are in
+# B0_CHOICES; the search space offers them among others.
+B0_STAGES = (
+    StageDef(16, 1),
+    StageDef(24, 2),
+    StageDef(40, 2),
+    StageDef(80, 2),
+    StageDef(112, 1),
+    StageDef(192, 2),
+    StageDef(320, 1),
+)
+B0_KERNELS = (3, 3, 5, 3, 5, 5, 3)
+B0_DEPTHS = (1, 2, 2, 3, 3, 4, 1)
+
+
+def default_space(
+    resolution: int = 224,
+    widths: Sequence[float] = (0.75, 1.0),
+    num_classes: int = 1000,
+) -> SearchSpace:
+    """EfficientNet-B0-like: 7 slots; kernel {3,5,7}, expansion {2,3,4,6}, SE on/off,
+    depth 1-4, width multipliers."""
+    opts = product_options((3, 5, 7), (2, 3, 4, 6), (0.0, 0.25), (1, 2, 3, 4), widths, ("silu",))
+    return SearchSpace(
+        name="default",
+        resolution=resolution,
+        stem_chs=32,
+        stem_stride=2,
+        stages=B0_STAGES,
+        options=(opts,) * len(B0_STAGES),
+        head_chs=1280,
+        num_classes=num_classes,
+    )
+
+
+def quick_space(resolution: int = 32, num_classes: int = 10) -> SearchSpace:
+    """Small space for tests and the demo (CIFAR-sized input): 3 slots of 24 options each,
+    13,824 architectures, 74 distinct blocks."""
+    opts = product_options((3, 5, 7), (3, 6), (0.0, 0.25), (1, 2), (1.0,), ("silu",))
+    return SearchSpace(
+        name="quick",
+        resolution=resolution,
+        stem_chs=16,
+        stem_stride=1,
+        stages=(StageDef(24, 2), StageDef(40, 2), StageDef(80, 2)),
+        options=(opts,) * 3,
+        head_chs=256,
+        num_classes=num_classes,
+    )
+
+
+SPACES: dict[str, Callable[..., SearchSpace]] = {"quick": quick_space, "default": default_space}
+
+
+def get_space(name: str, resolution: int | None = None) -> SearchSpace:
+    """A registered space by name, at its own or the given input resolution."""
+    factory = SPACES.get(name)
+    if factory is None:
+        raise SpaceError(f"unknown search space {name!r}; choose one of: {', '.join(SPACES)}")
+    return factory() if resolution is None else factory(resolution=resolution)
+
+
+def random_genomes(space: SearchSpace, n: int, seed: int) -> list[list[int]]:
+    """``n`` distinct random genomes (fewer if the space is smaller), from one seeded RNG."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    seen: dict[tuple[int, ...], None] = {}
+    limit = min(n, round(10 ** space.log10_size())) if space.log10_size() < 9 else n
+    for _ in range(100 * n):
+        if len(seen) >= limit:
+            break
+        g = tuple(int(rng.integers(k)) for k in space.n_options())
+        seen.setdefault(g, None)
+    return [list(g) for g in seen]

@@ -1,0 +1,528 @@
+"""The emulated phone's adbd: a TCP endpoint speaking the ADB transport protocol (no AUTH)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from types import TracebackType
+
+from . import protocol as p
+from .sandbox import DEFAULT_PROPS, CommandRunner, Sandbox, make_runner, populate, write_props
+
+log = logging.getLogger(__name__)
+
+LOOPBACK = "127.0.0.1"
+POLL = 0.1  # how often blocked loops look at the stop/freeze flags, seconds
+
+
+@dataclass
+class Faults:
+    """Faults to inject; change the fields at any time, they are read when needed.
+
+    The ``*_on_command`` knobs match a substring of the OPEN destination, e.g. of
+    ``shell,v2,raw:echo hi`` or ``sync:``, and are one-shot: they reset to ``None`` when they fire.
+    """
+
+    drop_on_command: str | None = None
+    """Pull the cable (RST every connection, stop listening) ``drop_delay`` s after a matching
+    service was opened and acknowledged, so the command is cut mid-way."""
+    drop_delay: float = 0.2
+    drop_after_bytes: int | None = None
+    """Pull the cable once the device has sent this many more payload bytes (any stream)."""
+    freeze_on_command: str | None = None
+    """Stop answering entirely when a matching service is opened (sockets stay open) until
+    :meth:`EmulatedDevice.thaw` or ``max_freeze`` seconds have passed."""
+    max_freeze: float = 60.0
+    refuse_push: str | None = None
+    """Every sync SEND is answered with FAIL and this message, e.g. ``"No space left on device"``."""
+
+    def clear(self) -> None:
+        for f in fields(self):
+            if f.name not in ("drop_delay", "max_freeze"):
+                setattr(self, f.name, None)
+
+
+class StreamClosed(Exception):
+    """The stream (or its connection) is gone."""
+
+
+class Stream:
+    """One ADB stream (local id <-> remote id) with adbd's flow control.
+
+    Every WRTE sent waits for the peer's OKAY before the next one; every WRTE received is
+    acknowledged with OKAY only when a service has taken it (so a slow service throttles the host).
+    """
+
+    def __init__(self, conn: Connection, local_id: int, remote_id: int) -> None:
+        self.conn = conn
+        self.local_id = local_id
+        self.remote_id = remote_id
+        self._inbox: queue.Queue[bytes | None] = queue.Queue()
+        self._may_send = threading.Event()
+        self._may_send.set()
+        self.closed = threading.Event()
+        self._on_close: list[object] = []
+        self._lock = threading.Lock()
+
+    def add_close_callback(self, callback: object) -> None:
+        with self._lock:
+            self._on_close.append(callback)
+        if self.closed.is_set():
+            self._run_callbacks()
+
+    def _run_callbacks(self) -> None:
+        with self._lock:
+            callbacks, self._on_close = self._on_close, []
+        for callback in callbacks:
+            with contextlib.suppress(Exception):
+                callback()  # type: ignore[operator]
+
+    # called by the connection's reader thread
+    def on_okay(self) -> None:
+        self._may_send.set()
+
+    def on_write(self, data: bytes) -> None:
+        self._inbox.put(data)
+
+    def on_closed(self) -> None:
+        """The peer closed the stream, or the connection died."""
+        self.closed.set()
+        self._inbox.put(None)
+        self._may_send.set()
+        self._run_callbacks()
+
+    # called by service threads
+    def read(self, timeout: float) -> bytes | None:
+        """The next WRTE payload (acknowledged), ``None`` once closed; ``TimeoutError`` if none."""
+        try:
+            item = self._inbox.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError("no data from the host") from None
+        if item is None:
+            self._inbox.put(None)
+            return None
+        with contextlib.suppress(StreamClosed):
+            self.conn.send(p.A_OKAY, self.local_id, self.remote_id)
+        return item
+
+    def write(self, data: bytes) -> None:
+        """Send ``data`` in WRTE messages, one at a time, each after the previous OKAY."""
+        view = memoryview(data)
+        while view:
+            chunk = bytes(view[: self.conn.max_payload])
+            deadline = time.monotonic() + self.conn.device.io_timeout
+            while not self._may_send.wait(POLL):
+                if time.monotonic() > deadline and not self.conn.device.frozen:
+                    raise StreamClosed("the host did not acknowledge in time")
+            if self.closed.is_set():
+                raise StreamClosed("stream closed")
+            self._may_send.clear()
+            allowed = self.conn.device._take_budget(len(chunk))
+            if allowed < len(chunk):
+                if allowed:
+                    self.conn.send(p.A_WRTE, self.local_id, self.remote_id, chunk[:allowed])
+                self.conn.device.drop()
+                raise StreamClosed("cable pulled (drop_after_bytes)")
+            self.conn.send(p.A_WRTE, self.local_id, self.remote_id, chunk)
+            view = view[len(chunk):]
+
+    def close(self) -> None:
+        """Close from the device side (sends CLSE)."""
+        if self.closed.is_set():
+            return
+        self.conn.forget(self.local_id)
+        with contextlib.suppress(StreamClosed):
+            self.conn.send(p.A_CLSE, self.local_id, self.remote_id)
+        self.on_closed()
+
+
+class Connection:
+    """One TCP connection from the adb server: its reader thread and its streams."""
+
+    def __init__(self, device: EmulatedDevice, sock: socket.socket) -> None:
+        self.device = device
+        self.sock = sock
+        self.max_payload = p.MAX_PAYLOAD
+        self.host_features: set[str] = set()
+        self._send_lock = threading.Lock()
+        self._streams: dict[int, Stream] = {}
+        self._streams_lock = threading.Lock()
+        self._next_id = 1
+        self.closed = threading.Event()
+        sock.settimeout(device.io_timeout)  # bounds sendall; the reader polls with select
+        self.thread = threading.Thread(
+            target=self._run, name=f"adb-emulator-conn-{device.port}", daemon=True
+        )
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def send(self, command: int, arg0: int, arg1: int, payload: bytes = b"") -> None:
+        self.device._wait_while_frozen(self.closed)
+        if self.closed.is_set():
+            raise StreamClosed("connection closed")
+        data = p.pack_message(command, arg0, arg1, payload)
+        try:
+            with self._send_lock:
+                self.sock.sendall(data)
+        except (OSError, ValueError) as exc:
+            self.close()
+            raise StreamClosed(str(exc)) from exc
+
+    def forget(self, local_id: int) -> None:
+        with self._streams_lock:
+            self._streams.pop(local_id, None)
+
+    def _recv_exact(self, n: int) -> bytes | None:
+        buf = bytearray()
+        while len(buf) < n:
+            if self.closed.is_set() or self.device._stopping.is_set():
+                return None
+            try:
+                import select
+
+                ready, _, _ = select.select([self.sock], [], [], POLL)
+                if not ready:
+                    continue
+                chunk = self.sock.recv(n - len(buf))
+            except (OSError, ValueError):
+                return None
+            if not chunk:
+                return None
+            buf += chunk
+        return bytes(buf)
+
+    def _run(self) -> None:
+        try:
+            while not self.closed.is_set() and not self.device._stopping.is_set():
+                self.device._wait_while_frozen(self.closed)
+                raw = self._recv_exact(p.HEADER_SIZE)
+                if raw is None:
+                    break
+                header = p.parse_header(raw, p.MAX_PAYLOAD)
+                payload = self._recv_exact(header.length) if header.length else b""
+                if payload is None:
+                    break
+                self._dispatch(header, payload)
+        except (p.ProtocolError, StreamClosed) as exc:
+            log.debug("connection ended: %s", exc)
+        finally:
+            self.close()
+
+    def _dispatch(self, header: p.Header, payload: bytes) -> None:
+        cmd = header.command
+        if cmd == p.A_CNXN:
+            self.max_payload = min(p.MAX_PAYLOAD, header.arg1 or p.MAX_PAYLOAD)
+            _, banner = p.parse_banner(payload)
+            self.host_features = set(filter(None, banner.get("features", "").split(",")))
+            self.send(p.A_CNXN, p.A_VERSION, p.MAX_PAYLOAD, self.device.banner())
+        elif cmd == p.A_OPEN:
+            self._open(header.arg0, payload)
+        elif cmd in (p.A_OKAY, p.A_WRTE, p.A_CLSE):
+            with self._streams_lock:
+                stream = self._streams.get(header.arg1)
+                if cmd == p.A_CLSE:
+                    self._streams.pop(header.arg1, None)
+            if stream is None:
+                return
+            if cmd == p.A_OKAY:
+                stream.on_okay()
+            elif cmd == p.A_WRTE:
+                stream.on_write(payload)
+            else:
+                stream.on_closed()
+        # AUTH, STLS and SYNC are not part of this device's protocol: ignored
+
+    def _open(self, remote_id: int, payload: bytes) -> None:
+        name = payload.rstrip(b"\0").decode("utf-8", "surrogateescape")
+        faults = self.device.faults
+        trigger = faults.freeze_on_command
+        if trigger is not None and trigger in name:
+            faults.freeze_on_command = None
+            self.device.freeze()
+            self.device._wait_while_frozen(self.closed)
+        if remote_id == 0:
+            return
+        request = p.parse_service(name)
+        from .services import service_handler
+
+        handler = service_handler(request)
+        if handler is None:
+            self.send(p.A_CLSE, 0, remote_id)
+            return
+        with self._streams_lock:
+            local_id = self._next_id
+            self._next_id += 1
+            stream = Stream(self, local_id, remote_id)
+            self._streams[local_id] = stream
+        self.send(p.A_OKAY, local_id, remote_id)
+        threading.Thread(
+            target=handler, args=(self.device, stream, request),
+            name=f"adb-emulator-{request.kind}", daemon=True,
+        ).start()
+        trigger = faults.drop_on_command
+        if trigger is not None and trigger in name:
+            faults.drop_on_command = None
+            timer = threading.Timer(max(0.0, faults.drop_delay), self.device.drop)
+            timer.daemon = True
+            timer.start()
+
+    def close(self, abort: bool = False) -> None:
+        """Close the socket (``abort``: with a TCP RST, as a pulled cable) and all streams."""
+        if self.closed.is_set():
+            return
+        self.closed.set()
+        if abort:
+            with contextlib.suppress(OSError):
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        with self._streams_lock:
+            streams, self._streams = list(self._streams.values()), {}
+        for stream in streams:
+            stream.on_closed()
+        self.device._forget(self)
+
+
+class EmulatedDevice:
+    """An emulated Android phone (Galaxy S10, Exynos 9820) reachable by ``adb connect``.
+
+    ``root`` is the sandbox folder that stands for the phone's ``/`` (see :mod:`.sandbox` for how
+    commands see it). ``serial_port`` is the TCP port on 127.0.0.1 (a free one when ``None``);
+    ``props`` are merged over :data:`DEFAULT_PROPS`; ``faults`` can be changed at runtime.
+    ``mapping`` picks how commands see device paths: ``"auto"``, ``"namespace"`` or ``"rewrite"``.
+    ``command_timeout`` kills a command that runs longer; ``io_timeout`` bounds every wait for the
+    host (an unacknowledged WRTE, a half-sent sync request).
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        serial_port: int | None = None,
+        props: dict[str, str] | None = None,
+        faults: Faults | None = None,
+        *,
+        mapping: str = "auto",
+        command_timeout: float = 120.0,
+        io_timeout: float = 30.0,
+    ) -> None:
+        self.root = Path(root)
+        self._port = serial_port
+        self.props: dict[str, str] = {**DEFAULT_PROPS, **(props or {})}
+        self.faults = faults if faults is not None else Faults()
+        self.mapping = mapping
+        self.command_timeout = command_timeout
+        self.io_timeout = io_timeout
+        self.sandbox: Sandbox | None = None
+        self.runner: CommandRunner | None = None
+        self._lock = threading.RLock()
+        self._stopping = threading.Event()
+        self._thawed = threading.Event()
+        self._thawed.set()
+        self._freeze_deadline = 0.0
+        self._listener: socket.socket | None = None
+        self._accept_thread: threading.Thread | None = None
+        self._connections: set[Connection] = set()
+        self._started = False
+        self.drops = 0
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("the device has no port before start()")
+        return self._port
+
+    @property
+    def serial(self) -> str:
+        """The adb serial of this device once connected: ``127.0.0.1:PORT``."""
+        return f"{LOOPBACK}:{self.port}"
+
+    @property
+    def plugged(self) -> bool:
+        """Whether the device is listening (False after a drop, until :meth:`revive`)."""
+        return self._listener is not None
+
+    def start(self) -> EmulatedDevice:
+        """Lay out the sandbox, start the command runner and listen on 127.0.0.1."""
+        with self._lock:
+            if self._started:
+                return self
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.sandbox = Sandbox(self.root)
+            props_path = "/system/build.prop"
+            if self.mapping == "rewrite":
+                props_path = f"{self.sandbox.root}/system/build.prop"
+            populate(self.sandbox.root, self.props, props_path)
+            self.runner = make_runner(self.sandbox.root, self.mapping)
+            if self.runner.mode == "rewrite" and self.mapping != "rewrite":
+                populate(self.sandbox.root, self.props, f"{self.sandbox.root}/system/build.prop")
+            self._stopping.clear()
+            self._started = True
+            try:
+                self._listen()
+            except BaseException:
+                self.stop()
+                raise
+        return self
+
+    def stop(self) -> None:
+        """Stop listening, close every connection and stream, kill every command."""
+        with self._lock:
+            self._stopping.set()
+            self._thawed.set()
+            self._close_listener()
+            connections = list(self._connections)
+        for conn in connections:
+            conn.close()
+        for conn in connections:
+            conn.thread.join(timeout=2)
+        if self._accept_thread is not None:
+            self._accept_thread.join(timeout=2)
+        with self._lock:
+            runner, self.runner = self.runner, None
+            self._started = False
+        if runner is not None:
+            runner.close()
+
+    def __enter__(self) -> EmulatedDevice:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _listen(self) -> None:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind((LOOPBACK, self._port or 0))
+            listener.listen(8)
+        except OSError:
+            listener.close()
+            raise
+        listener.settimeout(POLL)
+        self._port = listener.getsockname()[1]
+        self._listener = listener
+        self._accept_thread = threading.Thread(
+            target=self._accept_loop, args=(listener,), name=f"adb-emulator-accept-{self._port}",
+            daemon=True,
+        )
+        self._accept_thread.start()
+
+    def _close_listener(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.close()
+
+    def _accept_loop(self, listener: socket.socket) -> None:
+        while not self._stopping.is_set() and self._listener is listener:
+            if not self._thawed.is_set():
+                self._wait_while_frozen(None)
+                continue
+            try:
+                sock, addr = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            if not addr[0].startswith("127."):
+                sock.close()
+                continue
+            with self._lock:
+                if self._stopping.is_set() or self._listener is not listener:
+                    sock.close()
+                    break
+                conn = Connection(self, sock)
+                self._connections.add(conn)
+            conn.start()
+
+    def _forget(self, conn: Connection) -> None:
+        with self._lock:
+            self._connections.discard(conn)
+
+    # -- faults ---------------------------------------------------------------------------------
+
+    def drop(self) -> None:
+        """Pull the cable: every connection is reset (TCP RST), the port stops listening and
+        every running command is killed. :meth:`revive` plugs the device back in."""
+        with self._lock:
+            self.drops += 1
+            self._close_listener()
+            connections = list(self._connections)
+        for conn in connections:
+            conn.close(abort=True)
+
+    def revive(self) -> None:
+        """Plug the device back in: listen again on the same port (the adb server reconnects)."""
+        with self._lock:
+            if not self._started:
+                raise RuntimeError("start() the device first")
+            if self._listener is None:
+                self._listen()
+
+    def freeze(self) -> None:
+        """Stop answering (no reads, no writes, no accepts) while keeping every socket open."""
+        self._freeze_deadline = time.monotonic() + self.faults.max_freeze
+        self._thawed.clear()
+
+    def thaw(self) -> None:
+        """Resume after :meth:`freeze` (pending requests are then served)."""
+        self._thawed.set()
+
+    @property
+    def frozen(self) -> bool:
+        return not self._thawed.is_set()
+
+    def _wait_while_frozen(self, closed: threading.Event | None) -> None:
+        while not self._thawed.wait(POLL):
+            if self._stopping.is_set() or (closed is not None and closed.is_set()):
+                return
+            if time.monotonic() > self._freeze_deadline:
+                self.thaw()
+
+    def _take_budget(self, n: int) -> int:
+        """How many of ``n`` payload bytes may go out before ``drop_after_bytes`` fires."""
+        with self._lock:
+            budget = self.faults.drop_after_bytes
+            if budget is None:
+                return n
+            if n < budget:
+                self.faults.drop_after_bytes = budget - n
+                return n
+            self.faults.drop_after_bytes = None
+            return max(0, budget)
+
+    # -- device state ---------------------------------------------------------------------------
+
+    def banner(self) -> bytes:
+        return p.connect_banner(self.props)
+
+    def set_prop(self, key: str, value: str) -> None:
+        """Change a property (``getprop`` sees it at once; the banner at the next connection)."""
+        self.props[key] = value
+        if self.sandbox is not None:
+            write_props(self.sandbox.root, self.props)
+
+    def host_path(self, device_path: str) -> Path:
+        """The host path of a device path, e.g. to seed or inspect files from a test."""
+        sandbox = self.sandbox or Sandbox(self.root)
+        return sandbox.host_path(device_path)
+
+    @property
+    def mapping_mode(self) -> str:
+        """``"namespace"`` or ``"rewrite"``: how commands see device paths (after start)."""
+        return self.runner.mode if self.runner is not None else self.mapping

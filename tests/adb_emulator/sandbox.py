@@ -1,0 +1,500 @@
+"""The emulated phone's filesystem (a folder on the host) and how its commands are run.
+
+The sandbox folder ``root`` stands for the phone's ``/``: ``/data/local/tmp/x`` is
+``root/data/local/tmp/x``. :func:`populate` lays out an Exynos 9820 (Galaxy S10) tree: the cpufreq
+and thermal sysfs files, ``/proc/cpuinfo`` and ``/proc/meminfo``, ``/system/build.prop`` and small
+stand-in commands in ``/system/bin`` (``getprop``, ``taskset``, ``nproc``).
+
+Two ways to run a device command, chosen by :func:`make_runner`:
+
+``namespace`` (preferred)
+    One holder process per device lives in new user, mount and PID namespaces, chrooted into a
+    tmpfs root that holds: the host's ``/usr`` and ``/etc`` (read-only; ``/bin``, ``/lib``... as
+    the host has them), the host's ``/dev``, a fresh ``/proc`` (only the device's processes) with
+    the sandbox's ``cpuinfo``/``meminfo`` bound over it, and every top-level folder of the sandbox
+    (``/data``, ``/system``, ``/sys``, ``/sdcard``...) bound read-only except ``/data/local/tmp``
+    and ``/sdcard``. Each command enters those namespaces with ``nsenter``, so device paths are
+    real paths to every program, including scripts that read them from files. Nothing else of
+    the host is visible (no ``/tmp``, ``/home``, ``/work``); ``/`` itself is read-only.
+
+``rewrite`` (fallback when namespaces cannot be created)
+    The command runs on the host in ``root/data/local/tmp``; absolute device paths that begin
+    with a sandbox top-level folder (``/data``, ``/sys``, ``/system``, ``/sdcard``...) or
+    ``/proc/cpuinfo``/``/proc/meminfo`` are rewritten to sandbox paths in the command text only.
+    Paths inside files that the command reads (a pushed script, say) are not rewritten: such
+    scripts can spell them ``${ANDROID_ROOT_SANDBOX}/sys/...``, which is empty in namespace mode
+    and on a real phone. Nothing stops a command from touching host paths in this mode.
+
+Commands run under the host's ``/bin/sh`` (dash or bash, not Android's mksh) with the host's
+tools (GNU/busybox, not toybox), as root inside the namespace (a phone's adb shell is uid 2000).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import select
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+DEVICE_TMP = "/data/local/tmp"
+WRITABLE_DIRS = ("/data/local/tmp", "/sdcard")
+HOST_DIRS = ("usr", "etc", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
+RESERVED_TOP = (*HOST_DIRS, "dev", "proc", "tmp")
+PROC_OVERLAYS = ("cpuinfo", "meminfo")
+MAX_SYMLINKS = 40
+
+DEFAULT_PROPS: dict[str, str] = {
+    "ro.product.model": "SM-G973F",
+    "ro.product.manufacturer": "samsung",
+    "ro.product.brand": "samsung",
+    "ro.product.name": "beyond1ltexx",
+    "ro.product.device": "beyond1",
+    "ro.product.board": "exynos9820",
+    "ro.board.platform": "exynos9820",
+    "ro.hardware": "exynos9820",
+    "ro.product.cpu.abi": "arm64-v8a",
+    "ro.product.cpu.abilist": "arm64-v8a,armeabi-v7a,armeabi",
+    "ro.build.fingerprint": (
+        "samsung/beyond1ltexx/beyond1:12/SP1A.210812.016/G973FXXSGHWC2:user/release-keys"
+    ),
+    "ro.build.id": "SP1A.210812.016",
+    "ro.build.type": "user",
+    "ro.build.version.release": "12",
+    "ro.build.version.sdk": "31",
+    "ro.serialno": "R58M12345AB",
+}
+
+# Exynos 9820: 4x Cortex-A55, 2x Cortex-A75, 2x Samsung Mongoose M4 (frequencies in kHz).
+CLUSTERS: tuple[dict[str, object], ...] = (
+    {"cpus": (0, 1, 2, 3), "min": 208000, "max": 1950000, "zone": "LITTLE",
+     "implementer": "0x41", "variant": "0x1", "part": "0xd05", "revision": 0},
+    {"cpus": (4, 5), "min": 507000, "max": 2314000, "zone": "MID",
+     "implementer": "0x41", "variant": "0x2", "part": "0xd0a", "revision": 1},
+    {"cpus": (6, 7), "min": 520000, "max": 2730000, "zone": "BIG",
+     "implementer": "0x53", "variant": "0x1", "part": "0x003", "revision": 0},
+)
+NUM_CPUS = 8
+DEFAULT_TEMP_MILLI_C = 38000
+_GOVERNORS = "schedutil performance powersave userspace ondemand conservative"
+_CPU_FEATURES = (
+    "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc "
+    "dcpop asimddp"
+)
+
+
+def _write(path: Path, text: str, mode: int | None = None, overwrite: bool = False) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if overwrite or not path.exists():
+        path.write_text(text)
+    if mode is not None:
+        path.chmod(mode)
+
+
+def build_prop_text(props: Mapping[str, str]) -> str:
+    return "".join(f"{key}={props[key]}\n" for key in sorted(props))
+
+
+def populate(root: Path, props: Mapping[str, str], props_path: str) -> None:
+    """Create the phone's tree under ``root``; existing files are kept (tests may pre-seed)."""
+    for folder in ("data/local/tmp", "sdcard", "system/bin", "system/etc"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    write_props(root, props)
+    cpu = root / "sys/devices/system/cpu"
+    span = f"0-{NUM_CPUS - 1}\n"
+    for name in ("online", "possible", "present"):
+        _write(cpu / name, span)
+    cpuinfo = []
+    for cluster in CLUSTERS:
+        cpus = cluster["cpus"]
+        assert isinstance(cpus, tuple)
+        related = " ".join(str(c) for c in cpus) + "\n"
+        for n in cpus:
+            freq = cpu / f"cpu{n}" / "cpufreq"
+            _write(cpu / f"cpu{n}" / "online", "1\n")
+            _write(freq / "cpuinfo_max_freq", f"{cluster['max']}\n")
+            _write(freq / "cpuinfo_min_freq", f"{cluster['min']}\n")
+            _write(freq / "scaling_max_freq", f"{cluster['max']}\n")
+            _write(freq / "scaling_min_freq", f"{cluster['min']}\n")
+            _write(freq / "scaling_cur_freq", f"{cluster['max']}\n")
+            _write(freq / "scaling_governor", "schedutil\n")
+            _write(freq / "scaling_available_governors", _GOVERNORS + "\n")
+            _write(freq / "related_cpus", related)
+            _write(freq / "affected_cpus", related)
+            cpuinfo.append(
+                f"processor\t: {n}\nBogoMIPS\t: 52.00\nFeatures\t: {_CPU_FEATURES}\n"
+                f"CPU implementer\t: {cluster['implementer']}\nCPU architecture: 8\n"
+                f"CPU variant\t: {cluster['variant']}\nCPU part\t: {cluster['part']}\n"
+                f"CPU revision\t: {cluster['revision']}\n\n"
+            )
+    _write(root / "proc/cpuinfo", "".join(cpuinfo))
+    _write(
+        root / "proc/meminfo",
+        "MemTotal:        7687628 kB\nMemFree:          912344 kB\n"
+        "MemAvailable:    3521060 kB\nSwapTotal:       2097148 kB\n",
+    )
+    for zone, cluster in enumerate(reversed(CLUSTERS)):
+        tz = root / "sys/class/thermal" / f"thermal_zone{zone}"
+        _write(tz / "type", f"{cluster['zone']}\n")
+        _write(tz / "temp", f"{DEFAULT_TEMP_MILLI_C}\n")
+    bin_dir = root / "system/bin"
+    _write(bin_dir / "getprop", GETPROP.replace("@PROPS@", props_path), 0o755, overwrite=True)
+    _write(bin_dir / "taskset", TASKSET, 0o755, overwrite=True)
+    _write(bin_dir / "nproc", NPROC, 0o755, overwrite=True)
+
+
+def write_props(root: Path, props: Mapping[str, str]) -> None:
+    """(Re)write ``/system/build.prop``, which the ``getprop`` stand-in reads."""
+    target = root / "system/build.prop"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(".build.prop.tmp")
+    tmp.write_text(build_prop_text(props))
+    os.replace(tmp, target)
+
+
+GETPROP = r"""#!/bin/sh
+# getprop stand-in of the emulated phone: reads @PROPS@ (key=value lines).
+# No argument: every property as [key]: [value]; KEY [DEFAULT]: the value (or DEFAULT).
+props=@PROPS@
+if [ $# -eq 0 ]; then
+    while IFS= read -r line; do
+        case $line in ''|'#'*) continue ;; esac
+        printf '[%s]: [%s]\n' "${line%%=*}" "${line#*=}"
+    done < "$props"
+    exit 0
+fi
+while IFS= read -r line; do
+    case $line in "$1="*) printf '%s\n' "${line#*=}"; exit 0 ;; esac
+done < "$props"
+printf '%s\n' "${2-}"
+"""
+
+TASKSET = r"""#!/bin/sh
+# taskset stand-in (toybox syntax) for an 8-CPU phone: checks the mask, pins nothing.
+#   taskset [-a] MASK CMD [ARGS...]   run CMD
+#   taskset -p [-a] [MASK] PID        show (and pretend to set) PID's mask
+ncpus=8
+all=$(( (1 << ncpus) - 1 ))
+mask_value() {
+    case $1 in ''|*[!0-9a-fA-FxX]*) return 1 ;; esac
+    m=${1#0x}; m=${m#0X}
+    case $m in ''|*[!0-9a-fA-F]*) return 1 ;; esac
+    [ ${#m} -le 8 ] || return 1
+    echo $(( 0x$m ))
+}
+check_mask() {
+    v=$(mask_value "$1") || { echo "taskset: bad mask '$1'" >&2; exit 1; }
+    if [ "$v" -eq 0 ] || [ $(( v & ~all )) -ne 0 ]; then
+        echo "taskset: sched_setaffinity: Invalid argument" >&2
+        exit 1
+    fi
+}
+pid_mode=0
+while [ $# -gt 0 ]; do
+    case $1 in
+        -p) pid_mode=1; shift ;;
+        -a) shift ;;
+        -ap|-pa) pid_mode=1; shift ;;
+        --) shift; break ;;
+        *) break ;;
+    esac
+done
+if [ $pid_mode -eq 1 ]; then
+    if [ $# -eq 1 ]; then
+        printf "pid %s's affinity mask: %x\n" "$1" "$all"
+    elif [ $# -eq 2 ]; then
+        check_mask "$1"
+        printf "pid %s's affinity mask: %x\n" "$2" "$(mask_value "$1")"
+    else
+        echo "usage: taskset [-ap] [mask] [PID | cmd [args...]]" >&2
+        exit 1
+    fi
+    exit 0
+fi
+if [ $# -lt 2 ]; then
+    echo "usage: taskset [-ap] [mask] [PID | cmd [args...]]" >&2
+    exit 1
+fi
+check_mask "$1"
+shift
+exec "$@"
+"""
+
+NPROC = f"""#!/bin/sh
+# nproc stand-in: the emulated phone has {NUM_CPUS} CPUs (the host may have fewer).
+echo {NUM_CPUS}
+"""
+
+
+class Sandbox:
+    """Maps device paths into ``root`` with chroot semantics (``..`` stops at ``/``)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(os.path.realpath(root))
+
+    def resolve(self, device_path: str, *, follow_last: bool = True) -> tuple[str, Path]:
+        """Return the canonical device path and the host path of ``device_path``.
+
+        Symlinks are followed inside the sandbox (absolute targets start again at the sandbox's
+        ``/``), so nothing resolves outside ``root``; if a host path still ends up outside (a
+        bind mount or a race), ``PermissionError`` is raised.
+        """
+        pending = [p for p in device_path.split("/") if p not in ("", ".")]
+        done: list[str] = []
+        links = 0
+        while pending:
+            name = pending.pop(0)
+            if name == "..":
+                if done:
+                    done.pop()
+                continue
+            candidate = self.root.joinpath(*done, name)
+            if (pending or follow_last) and candidate.is_symlink():
+                links += 1
+                if links > MAX_SYMLINKS:
+                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), device_path)
+                target = os.readlink(candidate)
+                if target.startswith("/"):
+                    done = []
+                pending = [p for p in target.split("/") if p not in ("", ".")] + pending
+                continue
+            done.append(name)
+        host = self.root.joinpath(*done)
+        parent = os.path.realpath(host.parent if done else host)
+        if os.path.commonpath([parent, str(self.root)]) != str(self.root):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), device_path)
+        return "/" + "/".join(done), host
+
+    def host_path(self, device_path: str) -> Path:
+        return self.resolve(device_path)[1]
+
+    @staticmethod
+    def check_writable(canonical: str) -> None:
+        """Writes go to ``/data/local/tmp`` and ``/sdcard`` only, as for adb's shell user."""
+        for top in WRITABLE_DIRS:
+            if canonical == top or canonical.startswith(top + "/"):
+                return
+        code = errno.EACCES if canonical == "/data" or canonical.startswith("/data/") else (
+            errno.EROFS
+        )
+        raise OSError(code, os.strerror(code), canonical)
+
+
+# -- running commands --------------------------------------------------------------------------
+
+
+def base_env(term: str | None, path_prefix: str, sandbox_var: str) -> dict[str, str]:
+    """The environment of a device command (none of the test process's variables leak)."""
+    return {
+        "PATH": f"{path_prefix}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": "/",
+        "TMPDIR": DEVICE_TMP,
+        "ANDROID_ROOT": "/system",
+        "ANDROID_DATA": "/data",
+        "EXTERNAL_STORAGE": "/sdcard",
+        "USER": "shell",
+        "LOGNAME": "shell",
+        "HOSTNAME": "localhost",
+        "TERM": term or "dumb",
+        "ANDROID_ROOT_SANDBOX": sandbox_var,
+    }
+
+
+class CommandRunner:
+    """How to start a device command: ``argv``, ``env`` and ``cwd`` for ``subprocess.Popen``."""
+
+    mode = "base"
+
+    def argv(self, command: str) -> list[str]:
+        raise NotImplementedError
+
+    def env(self, term: str | None) -> dict[str, str]:
+        raise NotImplementedError
+
+    @property
+    def cwd(self) -> str | None:
+        return None
+
+    def close(self) -> None:
+        """Release what the runner holds (the namespace holder)."""
+
+
+class RewriteRunner(CommandRunner):
+    """Runs on the host, rewriting absolute device paths in the command text."""
+
+    mode = "rewrite"
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(os.path.realpath(root))
+        if re.search(r"[^\w./+-]", str(self.root)):
+            raise ValueError(f"rewrite mode needs a sandbox path without shell syntax: {root}")
+        tops = sorted(
+            (p.name for p in self.root.iterdir() if p.is_dir() and p.name not in RESERVED_TOP),
+            key=len, reverse=True,
+        )
+        alternatives = [re.escape(t) + r"(?=/|\b|$)" for t in tops]
+        alternatives += [f"proc/{name}" + r"\b" for name in PROC_OVERLAYS]
+        self._pattern = re.compile(r"(?<![\w.~/-])/(?:" + "|".join(alternatives) + ")")
+
+    def rewrite(self, command: str) -> str:
+        return self._pattern.sub(lambda m: str(self.root) + m.group(0), command)
+
+    def argv(self, command: str) -> list[str]:
+        if not command:
+            return ["/bin/sh", "-i"]
+        return ["/bin/sh", "-c", self.rewrite(command)]
+
+    def env(self, term: str | None) -> dict[str, str]:
+        return base_env(term, f"{self.root}/system/bin", str(self.root))
+
+    @property
+    def cwd(self) -> str | None:
+        return str(self.root / DEVICE_TMP.lstrip("/"))
+
+
+_SETUP = r"""
+set -eu
+NR=$1
+SB=$2
+mount -t tmpfs -o mode=0755,size=1m devroot "$NR"
+for d in usr etc bin sbin lib lib32 lib64 libx32; do
+    if [ -L "/$d" ]; then
+        ln -s "$(readlink "/$d")" "$NR/$d"
+    elif [ -d "/$d" ]; then
+        mkdir "$NR/$d"
+        mount --rbind "/$d" "$NR/$d"
+        mount -o remount,bind,ro "$NR/$d"
+    fi
+done
+mkdir "$NR/dev"
+mount --rbind /dev "$NR/dev"
+mkdir "$NR/proc"
+mount -t proc proc "$NR/proc"
+for f in cpuinfo meminfo; do
+    if [ -f "$SB/proc/$f" ]; then
+        mount --bind "$SB/proc/$f" "$NR/proc/$f"
+        mount -o remount,bind,ro "$NR/proc/$f"
+    fi
+done
+for top in "$SB"/*; do
+    name=${top##*/}
+    case $name in usr|etc|bin|sbin|lib|lib32|lib64|libx32|dev|proc|tmp) continue ;; esac
+    [ -d "$top" ] && [ ! -L "$top" ] || continue
+    mkdir "$NR/$name"
+    mount --rbind "$top" "$NR/$name"
+    mount -o remount,bind,ro "$NR/$name"
+done
+for w in data/local/tmp sdcard; do
+    if [ -d "$SB/$w" ]; then
+        mount --bind "$SB/$w" "$NR/$w"
+    fi
+done
+mount -o remount,bind,ro "$NR"
+cd "$NR"
+exec chroot . /bin/sh -c 'cd /data/local/tmp && echo ready && exec cat >/dev/null'
+"""
+
+
+class NamespaceError(RuntimeError):
+    """The namespace holder could not be started (no privileges, no unshare...)."""
+
+
+class NamespaceRunner(CommandRunner):
+    """Runs commands inside the device's own user/mount/PID namespaces (see module doc)."""
+
+    mode = "namespace"
+
+    def __init__(self, root: Path, start_timeout: float = 10.0) -> None:
+        self.root = Path(os.path.realpath(root))
+        unshare, nsenter = shutil.which("unshare"), shutil.which("nsenter")
+        if not unshare or not nsenter:
+            raise NamespaceError("unshare/nsenter (util-linux) not found")
+        self._nsenter = nsenter
+        self._newroot = tempfile.mkdtemp(prefix="adb-emulator-root-")
+        self._holder: subprocess.Popen[bytes] | None = subprocess.Popen(
+            [unshare, "--user", "--map-root-user", "--mount", "--propagation", "private",
+             "--pid", "--fork", "--kill-child", "/bin/sh", "-c", _SETUP, "setup",
+             self._newroot, str(self.root)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, start_new_session=True,
+        )
+        try:
+            self._wait_ready(start_timeout)
+            self._pid = self._find_init()
+        except BaseException:
+            self.close()
+            raise
+
+    def _wait_ready(self, timeout: float) -> None:
+        holder = self._holder
+        assert holder is not None and holder.stdout is not None
+        deadline = time.monotonic() + timeout
+        line = b""
+        while time.monotonic() < deadline and not line.endswith(b"\n"):
+            ready, _, _ = select.select([holder.stdout], [], [], 0.1)
+            if ready:
+                chunk = os.read(holder.stdout.fileno(), 64)
+                if not chunk:
+                    break
+                line += chunk
+        if line.strip() != b"ready":
+            holder.kill()
+            _, err = holder.communicate(timeout=5)
+            raise NamespaceError(
+                "namespace setup failed: " + (err.decode(errors="replace").strip() or "timeout")
+            )
+
+    def _find_init(self) -> int:
+        holder = self._holder
+        assert holder is not None
+        children = Path(f"/proc/{holder.pid}/task/{holder.pid}/children")
+        try:
+            pids = children.read_text().split()
+        except OSError:
+            pids = []
+        if len(pids) != 1:
+            raise NamespaceError(f"cannot find the namespace's init process ({pids})")
+        return int(pids[0])
+
+    def argv(self, command: str) -> list[str]:
+        enter = [
+            self._nsenter, f"--target={self._pid}", "--user", "--mount", "--pid", "--root",
+            "--wd", "--",
+        ]
+        return [*enter, "/bin/sh", "-i"] if not command else [*enter, "/bin/sh", "-c", command]
+
+    def env(self, term: str | None) -> dict[str, str]:
+        return base_env(term, "/system/bin", "")
+
+    def close(self) -> None:
+        holder, self._holder = self._holder, None
+        if holder is not None:
+            if holder.poll() is None:
+                holder.kill()  # --kill-child takes the namespace's init (and all) down with it
+            try:
+                holder.communicate(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.rmdir(self._newroot)
+        except OSError:
+            pass
+
+
+def make_runner(root: Path, mapping: str = "auto") -> CommandRunner:
+    """``mapping``: ``"namespace"``, ``"rewrite"`` or ``"auto"`` (namespace, else rewrite)."""
+    if mapping not in ("auto", "namespace", "rewrite"):
+        raise ValueError(f"unknown mapping {mapping!r}")
+    if mapping == "rewrite":
+        return RewriteRunner(root)
+    try:
+        return NamespaceRunner(root)
+    except NamespaceError:
+        if mapping == "namespace":
+            raise
+        return RewriteRunner(root)

@@ -1,0 +1,51 @@
+"""kill -9 in the middle of profiling loses at most the blocks being timed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from lut import LatencyTable
+from nas.spaces import get_space
+from nas.specs import spec_key
+
+pytestmark = pytest.mark.slow
+
+
+def _count(path) -> int:
+    try:
+        return len(json.loads(path.read_text())["entries"])
+    except (OSError, ValueError, KeyError):
+        return -1
+
+
+def test_kill_9_then_resume(tmp_path, cache_dir):
+    out = tmp_path / "lut.json"
+    env = {**os.environ, "DONNA_CACHE_DIR": str(cache_dir), "DONNA_NO_PROGRESS": "1"}
+    cmd = [sys.executable, "-m", "latency", "--space", "quick", "--out", str(out),
+           "--limit", "20", "--repeats", "6"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 600
+    while _count(out) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    survived = LatencyTable.load(out)  # never torn: valid JSON with every finished entry
+    n = len(survived)
+    assert 2 <= n < 20
+    done = dict(survived.entries)
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-2000:]
+    final = LatencyTable.load(out)
+    first20 = {spec_key(s) for s in get_space("quick").block_specs()[:20]}
+    assert set(final.entries) == first20
+    for k, e in done.items():  # what survived the kill was kept, not measured again
+        assert final.entries[k] == e
+    assert f"{n} already in the LUT, {20 - n} measured now" in res.stderr

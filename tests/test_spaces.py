@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import pytest
+
+from nas.errors import SpaceError
+from nas.spaces import SearchSpace, get_space, random_genomes
+from nas.specs import spec_key
+
+
+def test_quick_space_size():
+    sp = get_space("quick")
+    assert sp.n_options() == [24, 24, 24]
+    assert round(10 ** sp.log10_size()) == 24**3
+    assert len(sp.block_specs()) == 74
+
+
+def test_default_space_is_b0_like():
+    sp = get_space("default", 112)
+    assert sp.n_slots == 7 and sp.resolution == 112
+    opts = sp.options[0]
+    assert {o.kernel for o in opts} == {3, 5, 7}
+    assert {o.exp_ratio for o in opts} == {2, 3, 4, 6}
+    assert {o.depth for o in opts} == {1, 2, 3, 4}
+    assert {o.se_ratio > 0 for o in opts} == {True, False}
+    assert len({o.width for o in opts}) >= 2
+    assert sp.slot_input_sizes() == [56, 56, 28, 14, 7, 7, 4]
+
+
+@pytest.mark.parametrize("name", ["quick", "default"])
+def test_every_architecture_is_priced_by_the_space_blocks(name):
+    sp = get_space(name, 64 if name == "default" else None)
+    keys = {spec_key(s) for s in sp.block_specs()}
+    for g in random_genomes(sp, 50, seed=1):
+        arch = sp.decode(g)
+        assert {spec_key(b) for b in arch} <= keys
+
+
+def test_genome_decoding_errors():
+    sp = get_space("quick")
+    with pytest.raises(SpaceError, match="3 slots"):
+        sp.decode([0, 0])
+    with pytest.raises(SpaceError, match="out of range"):
+        sp.decode([0, 0, 24])
+
+
+def test_unknown_space_lists_known():
+    with pytest.raises(SpaceError, match="quick, default"):
+        get_space("huge")
+
+
+def test_space_round_trips_through_dict():
+    sp = get_space("quick")
+    assert SearchSpace.from_dict(sp.to_dict()) == sp
+    with pytest.raises(SpaceError):
+        SearchSpace.from_dict({"name": "x"})
+
+
+def test_random_genomes_are_seeded_and_distinct():
+    sp = get_space("quick")
+    a = random_genomes(sp, 20, seed=3)
+    assert a == random_genomes(sp, 20, seed=3)
+    assert a != random_genomes(sp, 20, seed=4)
+    assert len({tuple(g) for g in a}) == 20
