@@ -74,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         "context_calibrated": warm + cal.alpha * (cold - warm),
     }
     results = {k: metrics(v, measured) for k, v in variants.items()}
-    command = "python bench/lut_fidelity.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    command = "python bench/lut_fidelity.py " + shlex.join(
+        argv if argv is not None else sys.argv[1:]
+    )
     report = {
         "command": command.strip(),
         "device": device.fingerprint(),
@@ -82,27 +84,43 @@ def main(argv: list[str] | None = None) -> int:
         "space": f"default@{args.resolution}",
         "nets": len(archs),
         "blocks_per_net": [len(a) for a in archs],
-        "calibration": {"alpha": cal.alpha, "nets": cal.nets, "seed": cal.seed,
-                        "mape_default_alpha": cal.mape_before, "mape_calibrated": cal.mape_after},
+        "calibration": {
+            "alpha": cal.alpha,
+            "nets": cal.nets,
+            "seed": cal.seed,
+            "mape_default_alpha": cal.mape_before,
+            "mape_calibrated": cal.mape_after,
+        },
         "measured_us": measured.tolist(),
         "estimates_us": {k: v.tolist() for k, v in variants.items()},
-        "results": {k: {m: v for m, v in r.items() if m != "per_net_err"} | {
-            "per_net_err": r["per_net_err"]} for k, r in results.items()},
+        "results": {
+            k: {m: v for m, v in r.items() if m != "per_net_err"}
+            | {"per_net_err": r["per_net_err"]}
+            for k, r in results.items()
+        },
         "seconds": time.perf_counter() - t0,
     }
     (args.out / "lut_fidelity.json").write_text(json.dumps(report, indent=1))
     _plot(variants, measured, args.out / "lut_fidelity.png", cal.alpha)
 
-    print(f"LUT fidelity on {report['device']['cpu']} ({report['runtime']}), "
-          f"{len(archs)} random nets of default@{args.resolution}, "
-          f"calibration alpha={cal.alpha:.3f} on {cal.nets} other nets")
-    print(f"{'estimate':28s} {'median|err|':>11s} {'max|err|':>9s} {'in ±10%':>8s} "
-          f"{'bias':>7s} {'tau':>6s}")
+    print(
+        f"LUT fidelity on {report['device']['cpu']} ({report['runtime']}), "
+        f"{len(archs)} random nets of default@{args.resolution}, "
+        f"calibration alpha={cal.alpha:.3f} on {cal.nets} other nets"
+    )
+    print(
+        f"{'estimate':28s} {'median|err|':>11s} {'max|err|':>9s} {'in ±10%':>8s} "
+        f"{'bias':>7s} {'tau':>6s}"
+    )
     for k, r in results.items():
-        print(f"{k:28s} {r['median_abs_err'] * 100:10.1f}% {r['max_abs_err'] * 100:8.1f}% "
-              f"{r['within_10pct'] * 100:7.0f}% {r['bias'] * 100:+6.1f}% {r['kendall_tau']:6.3f}")
-    print(f"wrote {args.out / 'lut_fidelity.json'} and {args.out / 'lut_fidelity.png'} "
-          f"in {report['seconds']:.0f} s")
+        print(
+            f"{k:28s} {r['median_abs_err'] * 100:10.1f}% {r['max_abs_err'] * 100:8.1f}% "
+            f"{r['within_10pct'] * 100:7.0f}% {r['bias'] * 100:+6.1f}% {r['kendall_tau']:6.3f}"
+        )
+    print(
+        f"wrote {args.out / 'lut_fidelity.json'} and {args.out / 'lut_fidelity.png'} "
+        f"in {report['seconds']:.0f} s"
+    )
     print(f"reproduce: {report['command']}")
     return 0
 

@@ -37,11 +37,22 @@ def cli_baseline(specs: list, workdir: Path) -> list[float]:
         t0 = time.perf_counter()
         m = randomize_bn(build_block(spec), 0).eval()
         path = workdir / f"b{i}.onnx"
-        torch.onnx.export(m, (torch.randn(1, spec.in_chs, spec.in_h, spec.in_w),), str(path),
-                          dynamo=False, opset_version=17)
-        subprocess.run([onnx2tf, "-i", str(path), "-o", str(workdir / f"o{i}"), "-n"],
-                       check=True, env=env, cwd=workdir, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, timeout=600)
+        torch.onnx.export(
+            m,
+            (torch.randn(1, spec.in_chs, spec.in_h, spec.in_w),),
+            str(path),
+            dynamo=False,
+            opset_version=17,
+        )
+        subprocess.run(
+            [onnx2tf, "-i", str(path), "-o", str(workdir / f"o{i}"), "-n"],
+            check=True,
+            env=env,
+            cwd=workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=600,
+        )
         assert list((workdir / f"o{i}").glob("*float32.tflite"))
         times.append(time.perf_counter() - t0)
     return times
@@ -91,25 +102,42 @@ def main(argv: list[str] | None = None) -> int:
 
         # the whole job: a 200-variant space from an empty cache, through the CLI
         env = {**os.environ, "DONNA_CACHE_DIR": str(tmp / "fresh"), "DONNA_NO_PROGRESS": "1"}
-        cmd = [sys.executable, "-m", "latency", "--space", "default", "--resolution",
-               str(args.resolution), "--limit", str(args.space_limit), "--out",
-               str(tmp / "lut.json")]
+        cmd = [
+            sys.executable,
+            "-m",
+            "latency",
+            "--space",
+            "default",
+            "--resolution",
+            str(args.resolution),
+            "--limit",
+            str(args.space_limit),
+            "--out",
+            str(tmp / "lut.json"),
+        ]
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, timeout=3600)
         res["profile_200_seconds"] = time.perf_counter() - t0
         res["profile_200_entries"] = len(json.loads((tmp / "lut.json").read_text())["entries"])
     res["command"] = "python bench/profile_throughput.py " + shlex.join(
-        argv if argv is not None else sys.argv[1:])
+        argv if argv is not None else sys.argv[1:]
+    )
     (args.out / "profile_throughput.json").write_text(json.dumps(res, indent=1))
     print(f"profiling throughput on {res['cpu']} ({res['cores']} cores), {res['space']}")
-    print(f"  conversion, in-process: {res['convert_blocks_per_min_1w']:.0f} blocks/min (1 worker),"
-          f" {res['convert_blocks_per_min_2w']:.0f} blocks/min (2 workers)")
-    print(f"  conversion, onnx2tf CLI baseline: {res['cli_blocks_per_min']:.1f} blocks/min "
-          f"({res['cli_seconds_per_block']:.1f} s/block) -> speedup "
-          f"{res['speedup_vs_cli_1w']:.1f}x (1w), {res['speedup_vs_cli_2w']:.1f}x (2w)")
+    print(
+        f"  conversion, in-process: {res['convert_blocks_per_min_1w']:.0f} blocks/min (1 worker),"
+        f" {res['convert_blocks_per_min_2w']:.0f} blocks/min (2 workers)"
+    )
+    print(
+        f"  conversion, onnx2tf CLI baseline: {res['cli_blocks_per_min']:.1f} blocks/min "
+        f"({res['cli_seconds_per_block']:.1f} s/block) -> speedup "
+        f"{res['speedup_vs_cli_1w']:.1f}x (1w), {res['speedup_vs_cli_2w']:.1f}x (2w)"
+    )
     print(f"  measurement: {res['measure_blocks_per_min']:.0f} blocks/min")
-    print(f"  {res['profile_200_entries']}-variant space, empty cache, end to end: "
-          f"{res['profile_200_seconds']:.0f} s")
+    print(
+        f"  {res['profile_200_entries']}-variant space, empty cache, end to end: "
+        f"{res['profile_200_seconds']:.0f} s"
+    )
     print(f"reproduce: {res['command']}")
     return 0
 

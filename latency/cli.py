@@ -31,21 +31,18 @@ def run_cli(command: click.Command, argv: Sequence[str] | None) -> int:
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
-    except click.Abort:
-        click.echo("aborted", err=True)
-        return 130
-    except DonnaError as exc:
-        if os.environ.get("DONNA_DEBUG"):
-            raise
-        click.echo(f"error: {exc}", err=True)
-        return 1
-    except KeyboardInterrupt:
+    except (click.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
         click.echo(
             "\ninterrupted: every finished measurement is saved; run the same command again "
             "to resume",
             err=True,
         )
         return 130
+    except DonnaError as exc:
+        if os.environ.get("DONNA_DEBUG"):
+            raise
+        click.echo(f"error: {exc}", err=True)
+        return 1
     return 0
 
 
@@ -56,30 +53,75 @@ def _default_out(device: str, space: str, resolution: int | None, threads: int) 
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--device", default="host", show_default=True,
-              help="'host' (this machine's CPU) or an adb serial.")
+@click.option(
+    "--device",
+    default="host",
+    show_default=True,
+    help="'host' (this machine's CPU) or an adb serial.",
+)
 @click.option("--space", default="quick", show_default=True, help="Search space: quick or default.")
-@click.option("--resolution", type=int, default=None,
-              help="Input resolution of the space (default: the space's own).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="LUT file [default: lut/DEVICE-SPACE.json].")
+@click.option(
+    "--resolution",
+    type=int,
+    default=None,
+    help="Input resolution of the space (default: the space's own).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="LUT file [default: lut/DEVICE-SPACE.json].",
+)
 @click.option("--threads", type=int, default=_D.threads, show_default=True)
-@click.option("--repeats", type=int, default=_D.repeats, show_default=True,
-              help="Interleaved rounds per block.")
-@click.option("--invokes", type=int, default=_D.invokes, show_default=True,
-              help="Timed invokes per block per round.")
-@click.option("--limit", type=int, default=None, help="Profile only the first N blocks of the space.")
-@click.option("--resume/--no-resume", default=True, show_default=True,
-              help="Skip blocks already in --out (--no-resume re-measures; old file kept as .bak).")
+@click.option(
+    "--repeats",
+    type=int,
+    default=_D.repeats,
+    show_default=True,
+    help="Interleaved rounds per block.",
+)
+@click.option(
+    "--invokes",
+    type=int,
+    default=_D.invokes,
+    show_default=True,
+    help="Timed invokes per block per round.",
+)
+@click.option(
+    "--limit", type=int, default=None, help="Profile only the first N blocks of the space."
+)
+@click.option(
+    "--resume/--no-resume",
+    default=True,
+    show_default=True,
+    help="Skip blocks already in --out (--no-resume re-measures; old file kept as .bak).",
+)
 @click.option("--workers", type=int, default=None, help="Conversion processes [default: 2].")
-@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Converted-model cache [default: $DONNA_CACHE_DIR or ~/.cache/donnav2].")
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Converted-model cache [default: $DONNA_CACHE_DIR or ~/.cache/donnav2].",
+)
 @click.option("--seed", type=int, default=_D.seed, show_default=True)
 @click.option("--list-devices", is_flag=True, help="List devices and exit.")
 @click.pass_context
-def cli(ctx: click.Context, device: str, space: str, resolution: int | None, out: Path | None,
-        threads: int, repeats: int, invokes: int, limit: int | None, resume: bool,
-        workers: int | None, cache_dir: Path | None, seed: int, list_devices: bool) -> None:
+def cli(
+    ctx: click.Context,
+    device: str,
+    space: str,
+    resolution: int | None,
+    out: Path | None,
+    threads: int,
+    repeats: int,
+    invokes: int,
+    limit: int | None,
+    resume: bool,
+    workers: int | None,
+    cache_dir: Path | None,
+    seed: int,
+    list_devices: bool,
+) -> None:
     """Profile every block of a search space on a device into a latency LUT.
 
     \b
@@ -115,8 +157,13 @@ def cli(ctx: click.Context, device: str, space: str, resolution: int | None, out
         err=True,
     )
     report = profile_specs(
-        specs, dev, table, ConvertConfig(cache_dir or default_cache_dir(), seed=seed),
-        workers=workers, limit=limit, remeasure=not resume,
+        specs,
+        dev,
+        table,
+        ConvertConfig(cache_dir or default_cache_dir(), seed=seed),
+        workers=workers,
+        limit=limit,
+        remeasure=not resume,
     )
     click.echo(report.summary(), err=True)
     click.echo(str(out))
@@ -137,8 +184,10 @@ def show(lut_path: Path) -> None:
     click.echo(f"  runtime  {p.get('runtime')}, threads {p.get('threads')}")
     click.echo(f"  converter {json.dumps(p.get('converter'))}")
     if lat:
-        click.echo(f"  latency  min {lat[0]:.1f} us, median {lat[len(lat) // 2]:.1f} us, "
-                   f"max {lat[-1]:.1f} us")
+        click.echo(
+            f"  latency  min {lat[0]:.1f} us, median {lat[len(lat) // 2]:.1f} us, "
+            f"max {lat[-1]:.1f} us"
+        )
     unstable = sum(1 for e in t.entries.values() if e.get("stable") is False)
     if unstable:
         click.echo(f"  {unstable} entries stayed noisy after re-measuring (stable=false)")
@@ -158,8 +207,13 @@ def export_csv(lut_path: Path, csv_path: Path) -> None:
 @cli.command("compare")
 @click.argument("lut_a", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("lut_b", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the per-entry ratios here.")
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the per-entry ratios here.",
+)
 def compare(lut_a: Path, lut_b: Path, csv_path: Path | None) -> None:
     """Compare two LUTs (e.g. two devices): per-entry ratio B/A over common blocks."""
     import csv
@@ -170,8 +224,10 @@ def compare(lut_a: Path, lut_b: Path, csv_path: Path | None) -> None:
     s = res["summary"]
     click.echo(f"{s['common']} common blocks ({s['only_a']} only in A, {s['only_b']} only in B)")
     if s["common"]:
-        click.echo(f"ratio B/A: median {s['median_ratio']:.3f}, min {s['min_ratio']:.3f}, "
-                   f"max {s['max_ratio']:.3f}")
+        click.echo(
+            f"ratio B/A: median {s['median_ratio']:.3f}, min {s['min_ratio']:.3f}, "
+            f"max {s['max_ratio']:.3f}"
+        )
     if csv_path:
         with open(csv_path, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=["key", "block", "a_us", "b_us", "ratio"])

@@ -79,8 +79,11 @@ def calibrate(
     LUT (re-deriving every entry's ``median_us``)."""
     t0 = time.perf_counter()
     banned = set(exclude)
-    archs = [a for a in (space.decode(g) for g in random_genomes(space, n_nets + len(banned),
-                                                                 seed)) if a not in banned]
+    archs = [
+        a
+        for a in (space.decode(g) for g in random_genomes(space, n_nets + len(banned), seed))
+        if a not in banned
+    ]
     archs = archs[:n_nets]
     profile_specs([b for a in archs for b in a.blocks], device, table, convert_config)
     measured = np.array(

@@ -50,6 +50,14 @@ def default_cache_dir() -> Path:
 def import_tensorflow() -> Any:
     """Import TensorFlow quietly (its C++ and Python loggers are very chatty)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "tensorflow" not in sys.modules:
+        sink = io.StringIO()
+        try:
+            with _native_stderr_to(sink):  # C++ start-up chatter (cuDNN, XLA registrations)
+                import tensorflow  # noqa: F401
+        except Exception:
+            sys.stderr.write(sink.getvalue())
+            raise
     import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")
@@ -161,8 +169,10 @@ def strip_output_transposes(model_bytes: bytes) -> bytes:
             code = model.operatorCodes[op.opcodeIndex]
             builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
             src = op.inputs[0]
-            if builtin == schema_fb.BuiltinOperator.TRANSPOSE and src not in sub.inputs and (
-                consumers.count(src) == 1
+            if (
+                builtin == schema_fb.BuiltinOperator.TRANSPOSE
+                and src not in sub.inputs
+                and (consumers.count(src) == 1)
             ):
                 sub.outputs[pos] = src
                 del sub.operators[i]
@@ -231,9 +241,14 @@ class Converter:
         try:
             meta = json.loads(meta_path.read_text())
             model = ConvertedModel(
-                **{**meta, "path": Path(meta["path"]), "ops": tuple(meta["ops"]),
-                   "input_shape": tuple(meta["input_shape"]),
-                   "output_shape": tuple(meta["output_shape"]), "cached": True}
+                **{
+                    **meta,
+                    "path": Path(meta["path"]),
+                    "ops": tuple(meta["ops"]),
+                    "input_shape": tuple(meta["input_shape"]),
+                    "output_shape": tuple(meta["output_shape"]),
+                    "cached": True,
+                }
             )
         except (OSError, ValueError, TypeError, KeyError):
             return None
@@ -316,8 +331,10 @@ def _build(blocks: Sequence[BlockSpec]) -> Any:
 
     from nas.modules import build_block, randomize_bn
 
-    module = torch.nn.Sequential(*(build_block(b) for b in blocks)) if len(blocks) > 1 else (
-        build_block(blocks[0])
+    module = (
+        torch.nn.Sequential(*(build_block(b) for b in blocks))
+        if len(blocks) > 1
+        else (build_block(blocks[0]))
     )
     return randomize_bn(module, seed=0).eval()
 
@@ -331,12 +348,21 @@ def _to_tflite(module: Any, x: Any, label: str) -> bytes:
         onnx_path = os.path.join(tmp, "model.onnx")
         with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
             torch.onnx.export(
-                module, (x,), onnx_path, dynamo=False, opset_version=OPSET,
-                input_names=["x"], output_names=["y"],
+                module,
+                (x,),
+                onnx_path,
+                dynamo=False,
+                opset_version=OPSET,
+                input_names=["x"],
+                output_names=["y"],
             )
         sink = io.StringIO()
-        with _offline_onnx2tf(), _native_stderr_to(sink), contextlib.redirect_stdout(sink), \
-                contextlib.redirect_stderr(sink):
+        with (
+            _offline_onnx2tf(),
+            _native_stderr_to(sink),
+            contextlib.redirect_stdout(sink),
+            contextlib.redirect_stderr(sink),
+        ):
             keras_model = onnx2tf.convert(
                 input_onnx_file_path=onnx_path,  # onnx2tf rewrites it: it is our private copy
                 output_folder_path=os.path.join(tmp, "tf"),
@@ -411,8 +437,9 @@ def convert_many(
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")  # TensorFlow does not survive fork
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
-                             initargs=(config,)) as pool:
+    with ProcessPoolExecutor(
+        workers, mp_context=ctx, initializer=_worker_init, initargs=(config,)
+    ) as pool:
         futures = {pool.submit(_worker_convert, s): s for s in todo}
         for fut in as_completed(futures):
             spec = futures[fut]

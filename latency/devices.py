@@ -21,8 +21,9 @@ class Device(Protocol):
 
     def measure_settings(self) -> dict[str, Any]: ...
 
-    def measure(self, models: Any, reference: Any, baseline_us: Any = None,
-                on_done: Any = None) -> Any: ...
+    def measure(
+        self, models: Any, reference: Any, baseline_us: Any = None, on_done: Any = None
+    ) -> Any: ...
 
 
 def adb_serials() -> tuple[list[str], str | None]:

@@ -96,7 +96,10 @@ class LatencyPredictor:
         from sklearn.ensemble import GradientBoostingRegressor
 
         return GradientBoostingRegressor(
-            n_estimators=300, max_depth=3, learning_rate=0.05, subsample=0.8,
+            n_estimators=300,
+            max_depth=3,
+            learning_rate=0.05,
+            subsample=0.8,
             random_state=self.seed,
         )
 
@@ -111,12 +114,14 @@ class LatencyPredictor:
         x = np.array([block_features(s) for s in specs])
         y = np.log(np.asarray(latencies_us, dtype=float))
         folds = min(5, len(specs))
-        pred = cross_val_predict(self._new(), x, y,
-                                 cv=KFold(folds, shuffle=True, random_state=self.seed))
+        pred = cross_val_predict(
+            self._new(), x, y, cv=KFold(folds, shuffle=True, random_state=self.seed)
+        )
         rel = np.abs(np.exp(pred - y) - 1.0)
         self.model = self._new().fit(x, y)
-        self.report = PredictorReport(len(specs), folds, float(rel.mean()),
-                                      float((rel <= 0.10).mean()))
+        self.report = PredictorReport(
+            len(specs), folds, float(rel.mean()), float((rel <= 0.10).mean())
+        )
         return self.report
 
     def predict(self, specs: Sequence[BlockSpec]) -> np.ndarray:
@@ -140,12 +145,12 @@ class LatencyEstimator:
     ) -> None:
         if mode not in MODES:
             raise EstimatorError(f"unknown estimator mode {mode!r}; choose one of {MODES}")
-        if mode == "measure":
-            if device is None or convert_config is None:
-                raise EstimatorError(
-                    "measure mode needs the device the LUT was measured on and a converter "
-                    "config (cache folder)"
-                )
+        if mode == "measure" and (device is None or convert_config is None):
+            raise EstimatorError(
+                "measure mode needs the device the LUT was measured on and a converter "
+                "config (cache folder)"
+            )
+        if device is not None:  # never price a device with another device's LUT
             from latency.profile import provenance_for
 
             table.require(identity(provenance_for(device)))
@@ -169,9 +174,7 @@ class LatencyEstimator:
 
     def block_latencies(self, specs: Sequence[BlockSpec]) -> list[float]:
         self._fill(specs)
-        return [
-            self.table.latency(s) if s in self.table else self._predicted[s] for s in specs
-        ]
+        return [self.table.latency(s) if s in self.table else self._predicted[s] for s in specs]
 
     def estimate(self, arch: Architecture | Iterable[BlockSpec]) -> float:
         return float(sum(self.block_latencies(list(arch))))
@@ -197,4 +200,3 @@ class LatencyEstimator:
             assert self.predictor is not None
             for s, v in zip(missing, self.predictor.predict(missing)):
                 self._predicted[s] = float(v)
-

@@ -13,7 +13,8 @@ Measurement protocol (the reasons are in ``README.md``, "How latency is measured
   a block inside a network sits between the two (see :mod:`latency.context`);
 * per round, the reference's warm median tracks machine drift; every sample is scaled by
   ``reference baseline / reference now`` (raw figures are kept as well);
-* after ``repeats`` rounds a model whose round medians disagree by more than ``max_spread``
+* after ``repeats`` rounds a model whose round medians spread (IQR / median) more than
+  ``max_spread``
   gets extra rounds (up to ``max_extra_rounds``); then it is finished and reported at once,
   and the next pending model takes its place in the window.
 """

@@ -50,11 +50,15 @@ class ProfileReport:
     def summary(self) -> str:
         rate_c = self.converted / self.convert_seconds * 60 if self.convert_seconds > 0 else 0.0
         rate_m = self.measured / self.measure_seconds * 60 if self.measure_seconds > 0 else 0.0
+        conv = (
+            f"converted {self.converted} in {self.convert_seconds:.1f} s ({rate_c:.0f}/min)"
+            if self.converted
+            else "conversions all cached"
+        )
         s = (
             f"{self.total} blocks in the space: {self.skipped} already in the LUT, "
-            f"{self.measured} measured now; converted {self.converted} in "
-            f"{self.convert_seconds:.1f} s ({rate_c:.0f}/min), measured in "
-            f"{self.measure_seconds:.1f} s ({rate_m:.0f}/min)"
+            f"{self.measured} measured now; {conv}; measured in {self.measure_seconds:.1f} s "
+            f"({rate_m:.0f}/min)"
         )
         if self.unstable:
             s += f"; {len(self.unstable)} stayed noisy after re-measuring (flagged stable=false)"
@@ -99,14 +103,16 @@ def profile_specs(
     table.require(identity(provenance_for(device)))
     unique = list(dict.fromkeys(specs))[:limit]
     todo = unique if remeasure else table.missing(unique)
-    report = ProfileReport(len(unique), len(unique) - len(table.missing(unique)), 0, 0, 0.0,
-                           0.0, table.path)
+    report = ProfileReport(
+        len(unique), len(unique) - len(table.missing(unique)), 0, 0, 0.0, 0.0, table.path
+    )
     if not todo:
         return report
     workers = workers or min(2, os.cpu_count() or 1)
 
     t0 = time.perf_counter()
     with progress_bar(len(todo) + 1, "convert") as bar:
+
         def converted(spec: BlockSpec, res: ConvertedModel | None, err: Any) -> None:
             bar.update(1)
             if res is not None and not res.cached:
@@ -118,9 +124,8 @@ def profile_specs(
         raise failed[REFERENCE_SPEC]
 
     ref_info = table.provenance.get("reference") or {}
-    baseline = ref_info.get("median_us") if ref_info.get("key") == spec_key(REFERENCE_SPEC) else (
-        None
-    )
+    same_ref = ref_info.get("key") == spec_key(REFERENCE_SPEC)
+    baseline = ref_info.get("median_us") if same_ref else None
     models = [(s, done[s].path) for s in todo if s in done]
     t1 = time.perf_counter()
     with progress_bar(len(models), "measure") as bar:
@@ -133,8 +138,11 @@ def profile_specs(
                     "median_us": m.baseline_us,
                 }
             conv = done[spec]
-            entry = {**m.to_entry(), "tflite_sha256": conv.sha256,
-                     "max_abs_diff": conv.max_abs_diff}
+            entry = {
+                **m.to_entry(),
+                "tflite_sha256": conv.sha256,
+                "max_abs_diff": conv.max_abs_diff,
+            }
             table.add(spec, entry)
             report.measured += 1
             if not m.stable:
@@ -161,13 +169,18 @@ def measure_architectures(
     table.require(identity(provenance_for(device)))
     workers = workers or min(2, os.cpu_count() or 1)
     with progress_bar(len(archs) + 1, "convert nets", unit="net") as bar:
-        done, failed = convert_many([REFERENCE_SPEC, *archs], convert_config, workers,
-                                    lambda *_: bar.update(1))
+        done, failed = convert_many(
+            [REFERENCE_SPEC, *archs], convert_config, workers, lambda *_: bar.update(1)
+        )
     if failed:
         first = next(iter(failed.values()))
         raise ConversionError(f"{len(failed)} network(s) could not be converted: {first}")
     baseline = (table.provenance.get("reference") or {}).get("median_us")
     with progress_bar(len(archs), "measure nets", unit="net") as bar:
-        res = device.measure([(i, done[a].path) for i, a in enumerate(archs)],
-                             done[REFERENCE_SPEC].path, baseline, lambda *_: bar.update(1))
+        res = device.measure(
+            [(i, done[a].path) for i, a in enumerate(archs)],
+            done[REFERENCE_SPEC].path,
+            baseline,
+            lambda *_: bar.update(1),
+        )
     return [res[i] for i in range(len(archs))]

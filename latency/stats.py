@@ -46,6 +46,8 @@ def summarize(samples_us: Sequence[float] | np.ndarray) -> LatencyStats:
 
 
 def relative_spread(values: Sequence[float]) -> float:
-    """(max - min) / median of a few repeat medians: how much repeats disagree."""
+    """Interquartile range / median of a few repeat medians: how much repeats disagree,
+    robust to one disturbed round."""
     x = np.asarray(values, dtype=np.float64)
-    return float((x.max() - x.min()) / np.median(x))
+    q1, med, q3 = np.percentile(x, [25, 50, 75])
+    return float((q3 - q1) / med)

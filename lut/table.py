@@ -107,8 +107,7 @@ class LatencyTable:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise LutCorruptError(
-                f"LUT {path} does not exist; profile it first with "
-                f"`latency-profile --out {path}`"
+                f"LUT {path} does not exist; profile it first with `latency-profile --out {path}`"
             ) from None
         except OSError as exc:
             raise LutCorruptError(f"cannot read LUT {path}: {exc}") from None
@@ -122,7 +121,7 @@ class LatencyTable:
             ) from None
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             raise LutCorruptError(
-                f"{path} is not a donnav2 latency LUT (no \"schema\": \"{SCHEMA}\" field); "
+                f'{path} is not a donnav2 latency LUT (no "schema": "{SCHEMA}" field); '
                 "pass a file written by `latency-profile`"
             )
         version = data.get("schema_version")
@@ -288,8 +287,15 @@ def compare_tables(a: LatencyTable, b: LatencyTable) -> dict[str, Any]:
     rows = []
     for key in common:
         la, lb = a.entries[key][LATENCY_FIELD], b.entries[key][LATENCY_FIELD]
-        rows.append({"key": key, "block": describe(spec_from_key(key)), "a_us": la, "b_us": lb,
-                     "ratio": lb / la})
+        rows.append(
+            {
+                "key": key,
+                "block": describe(spec_from_key(key)),
+                "a_us": la,
+                "b_us": lb,
+                "ratio": lb / la,
+            }
+        )
     ratios = sorted(r["ratio"] for r in rows)
     summary: dict[str, Any] = {
         "common": len(common),

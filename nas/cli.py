@@ -26,10 +26,14 @@ def space(name: str, resolution: int | None) -> None:
     sp = get_space(name, resolution)
     click.echo(f"space {sp.name} @{sp.resolution}px, {sp.n_slots} slots")
     for i, (stage, size) in enumerate(zip(sp.stages, sp.slot_input_sizes())):
-        click.echo(f"  slot {i}: {len(sp.options[i])} options, base out {stage.out_chs} ch, "
-                   f"stride {stage.stride}, input {size}x{size}")
-    click.echo(f"architectures: 10^{sp.log10_size():.2f}; distinct blocks for the LUT: "
-               f"{len(sp.block_specs())}")
+        click.echo(
+            f"  slot {i}: {len(sp.options[i])} options, base out {stage.out_chs} ch, "
+            f"stride {stage.stride}, input {size}x{size}"
+        )
+    click.echo(
+        f"architectures: 10^{sp.log10_size():.2f}; distinct blocks for the LUT: "
+        f"{len(sp.block_specs())}"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

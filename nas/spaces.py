@@ -46,9 +46,7 @@ class SlotOption:
 
     def label(self) -> str:
         se = f" se{self.se_ratio:g}" if self.se_ratio else ""
-        return (
-            f"k{self.kernel} e{self.exp_ratio:g}{se} d{self.depth} w{self.width:g} {self.act}"
-        )
+        return f"k{self.kernel} e{self.exp_ratio:g}{se} d{self.depth} w{self.width:g} {self.act}"
 
 
 @dataclass(frozen=True)

@@ -28,3 +28,7 @@ def fast_measure():
     from latency.host import MeasureConfig
 
     return MeasureConfig(warmup=3, repeats=3, invokes=10, window=4, max_extra_rounds=2)
+
+
+# The emulated phone and a private real adb server (tests/adb_emulator/).
+from adb_emulator.fixtures import adb_server, emulated_device  # noqa: E402, F401

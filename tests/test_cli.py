@@ -13,8 +13,12 @@ from lut import LatencyTable
 from nas.cli import main as donna_main
 from nas.spaces import get_space
 
-PROV = {"device": {"id": "host-x", "cpu": "cpu"}, "runtime": "rt", "threads": 1,
-        "converter": {"v": "1"}}
+PROV = {
+    "device": {"id": "host-x", "cpu": "cpu"},
+    "runtime": "rt",
+    "threads": 1,
+    "converter": {"v": "1"},
+}
 
 
 def test_help_is_instant_and_imports_no_heavy_library():
@@ -86,8 +90,18 @@ def test_show_export_compare(capsys, tmp_path):
     assert "3 entries" in capsys.readouterr().out
     assert latency_main(["export-csv", str(tmp_path / "a.json"), str(tmp_path / "a.csv")]) == 0
     assert len((tmp_path / "a.csv").read_text().splitlines()) == 4
-    assert latency_main(["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"),
-                         "--csv", str(tmp_path / "cmp.csv")]) == 0
+    assert (
+        latency_main(
+            [
+                "compare",
+                str(tmp_path / "a.json"),
+                str(tmp_path / "b.json"),
+                "--csv",
+                str(tmp_path / "cmp.csv"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "3 common blocks" in out and "median 3.000" in out
     assert (tmp_path / "cmp.csv").read_text().count("\n") == 4

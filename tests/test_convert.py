@@ -7,7 +7,7 @@ import socket
 import numpy as np
 import pytest
 
-from latency.convert import Converter, ConvertConfig, convert_many, run_tflite
+from latency.convert import ConvertConfig, Converter, convert_many, run_tflite
 from latency.errors import NumericalMismatchError
 from nas.spaces import get_space
 from nas.specs import MBConvSpec
@@ -73,10 +73,12 @@ def test_numerical_check_fails_loudly(cache_dir, tmp_path):
 def test_convert_many_in_worker_processes(convert_config):
     specs = QUICK.block_specs()[1:6]
     seen = []
-    done, failed = convert_many(specs, convert_config, workers=2,
-                                on_done=lambda s, r, e: seen.append(s))
-    assert not failed and set(done) == set(specs) and sorted(map(str, seen)) == sorted(
-        map(str, specs))
+    done, failed = convert_many(
+        specs, convert_config, workers=2, on_done=lambda s, r, e: seen.append(s)
+    )
+    assert (
+        not failed and set(done) == set(specs) and sorted(map(str, seen)) == sorted(map(str, specs))
+    )
     assert all(r.max_abs_diff < 1e-4 for r in done.values())
 
 

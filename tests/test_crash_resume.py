@@ -28,8 +28,19 @@ def _count(path) -> int:
 def test_kill_9_then_resume(tmp_path, cache_dir):
     out = tmp_path / "lut.json"
     env = {**os.environ, "DONNA_CACHE_DIR": str(cache_dir), "DONNA_NO_PROGRESS": "1"}
-    cmd = [sys.executable, "-m", "latency", "--space", "quick", "--out", str(out),
-           "--limit", "20", "--repeats", "6"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "latency",
+        "--space",
+        "quick",
+        "--out",
+        str(out),
+        "--limit",
+        "20",
+        "--repeats",
+        "6",
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 600
     while _count(out) < 2 and proc.poll() is None and time.monotonic() < deadline:
@@ -49,3 +60,32 @@ def test_kill_9_then_resume(tmp_path, cache_dir):
     for k, e in done.items():  # what survived the kill was kept, not measured again
         assert final.entries[k] == e
     assert f"{n} already in the LUT, {20 - n} measured now" in res.stderr
+
+
+def test_ctrl_c_keeps_finished_entries_and_says_how_to_resume(tmp_path, cache_dir):
+    out = tmp_path / "lut.json"
+    env = {**os.environ, "DONNA_CACHE_DIR": str(cache_dir), "DONNA_NO_PROGRESS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "latency",
+        "--space",
+        "quick",
+        "--out",
+        str(out),
+        "--limit",
+        "20",
+        "--repeats",
+        "6",
+    ]
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 600
+    while _count(out) < 1 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted" in err and "run the same command again" in err
+    assert len(LatencyTable.load(out)) >= 1

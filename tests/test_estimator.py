@@ -80,6 +80,24 @@ def test_measure_mode_measures_and_saves_missing_blocks(tmp_path, convert_config
     on_disk = LatencyTable.load(tmp_path / "lut.json")
     assert on_disk.lookup(arch) == pytest.approx(value)
     with pytest.raises(Exception, match="another device"):
-        LatencyEstimator(LatencyTable.load(tmp_path / "lut.json"), mode="measure",
-                         device=HostDevice(fast_measure.__class__(threads=2)),
-                         convert_config=convert_config)
+        LatencyEstimator(
+            LatencyTable.load(tmp_path / "lut.json"),
+            mode="measure",
+            device=HostDevice(fast_measure.__class__(threads=2)),
+            convert_config=convert_config,
+        )
+
+
+def test_lut_of_another_device_is_refused_for_lookup(tmp_path):
+    from latency.host import HostDevice, MeasureConfig
+    from latency.profile import provenance_for
+    from lut import LutMismatchError
+
+    t = LatencyTable.create(tmp_path / "l.json", provenance_for(HostDevice(MeasureConfig())))
+    with pytest.raises(LutMismatchError, match="threads"):
+        LatencyEstimator(t, device=HostDevice(MeasureConfig(threads=4)))
+    with pytest.raises(LutMismatchError, match="device_id"):
+        LatencyEstimator(
+            table_with(QUICK.block_specs()[:3], tmp_path, "other.json"),
+            device=HostDevice(MeasureConfig()),
+        )

@@ -57,7 +57,7 @@ def test_bad_model_file_is_a_clear_error(tmp_path, fast_measure):
 
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(b"not a flatbuffer")
-    with pytest.raises(MeasurementError, match="bad.tflite"):
+    with pytest.raises(MeasurementError, match=r"bad\.tflite"):
         HostDevice(fast_measure).measure([("x", bad)], bad)
 
 

@@ -91,10 +91,17 @@ def test_open_for_resumes_and_refuses_other_devices(tmp_path):
         ('{"schema": "donnav2-lut", "schema_version": 1, "entr', LutCorruptError, "truncated"),
         ("", LutCorruptError, "corrupt"),
         ('{"hello": 1}', LutCorruptError, "not a donnav2 latency LUT"),
-        ('{"schema": "donnav2-lut", "schema_version": 99, "entries": {}, "provenance": {}}',
-         LutSchemaError, "schema version 99"),
-        ('{"schema": "donnav2-lut", "schema_version": 1, "provenance": {}, '
-         '"entries": {"k": {"median_us": "fast"}}}', LutCorruptError, "no valid median_us"),
+        (
+            '{"schema": "donnav2-lut", "schema_version": 99, "entries": {}, "provenance": {}}',
+            LutSchemaError,
+            "schema version 99",
+        ),
+        (
+            '{"schema": "donnav2-lut", "schema_version": 1, "provenance": {}, '
+            '"entries": {"k": {"median_us": "fast"}}}',
+            LutCorruptError,
+            "no valid median_us",
+        ),
     ],
 )
 def test_bad_files_are_refused_clearly(tmp_path, content, error, msg):
@@ -156,5 +163,11 @@ def test_export_csv_and_compare(tmp_path):
     lines = (tmp_path / "a.csv").read_text().splitlines()
     assert len(lines) == 5 and "median_us" in lines[0] and "warm_median_us" in lines[0]
     res = compare_tables(a, b)
-    assert res["summary"] == {"common": 3, "only_a": 1, "only_b": 2, "median_ratio": 2.0,
-                              "min_ratio": 2.0, "max_ratio": 2.0}
+    assert res["summary"] == {
+        "common": 3,
+        "only_a": 1,
+        "only_b": 2,
+        "median_ratio": 2.0,
+        "min_ratio": 2.0,
+        "max_ratio": 2.0,
+    }

@@ -69,8 +69,17 @@ def test_round_trip_through_key(spec):
     ],
 )
 def test_invalid_specs_name_the_field(kwargs, msg):
-    base = dict(in_chs=24, out_chs=40, kernel=5, stride=2, exp_ratio=6, se_ratio=0.25,
-                act="silu", in_h=28, in_w=28)
+    base = dict(
+        in_chs=24,
+        out_chs=40,
+        kernel=5,
+        stride=2,
+        exp_ratio=6,
+        se_ratio=0.25,
+        act="silu",
+        in_h=28,
+        in_w=28,
+    )
     with pytest.raises(SpecError, match=msg):
         MBConvSpec(**{**base, **kwargs})
 

@@ -11,7 +11,15 @@ def test_summarize_known_values():
     assert st.median_us == 51 and st.p10_us == 11 and st.p90_us == 91
     assert st.iqr_us == 50 and st.n == 101 and st.mean_us == 51
     assert st.spread == pytest.approx(80 / 51)
-    assert set(st.to_dict()) == {"median_us", "p10_us", "p90_us", "iqr_us", "mean_us", "std_us", "n"}
+    assert set(st.to_dict()) == {
+        "median_us",
+        "p10_us",
+        "p90_us",
+        "iqr_us",
+        "mean_us",
+        "std_us",
+        "n",
+    }
 
 
 def test_summarize_is_robust_to_outliers():
@@ -20,6 +28,7 @@ def test_summarize_is_robust_to_outliers():
 
 
 def test_relative_spread_and_empty():
-    assert relative_spread([90, 100, 110]) == pytest.approx(0.2)
+    assert relative_spread([90, 100, 110]) == pytest.approx(0.1)
+    assert relative_spread([100, 100, 101, 99, 300]) == pytest.approx(0.01)  # one bad round
     with pytest.raises(ValueError):
         summarize([])

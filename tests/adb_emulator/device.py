@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import queue
+import select
 import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from types import TracebackType
 
 from . import protocol as p
+from .protocol import StreamClosed
 from .sandbox import DEFAULT_PROPS, CommandRunner, Sandbox, make_runner, populate, write_props
+from .services import service_handler
+
+__all__ = ["EmulatedDevice", "Faults", "Stream", "StreamClosed"]
 
 log = logging.getLogger(__name__)
 
@@ -35,22 +42,20 @@ class Faults:
     service was opened and acknowledged, so the command is cut mid-way."""
     drop_delay: float = 0.2
     drop_after_bytes: int | None = None
-    """Pull the cable once the device has sent this many more payload bytes (any stream)."""
+    """Pull the cable once the device has sent this many more WRTE payload bytes (any stream,
+    shell v2 packet headers and sync framing included)."""
     freeze_on_command: str | None = None
     """Stop answering entirely when a matching service is opened (sockets stay open) until
     :meth:`EmulatedDevice.thaw` or ``max_freeze`` seconds have passed."""
     max_freeze: float = 60.0
     refuse_push: str | None = None
-    """Every sync SEND is answered with FAIL and this message, e.g. ``"No space left on device"``."""
+    """Every sync SEND is answered with FAIL and this message (e.g. "No space left on device")."""
 
     def clear(self) -> None:
+        """Remove every fault (``drop_delay`` and ``max_freeze`` are kept)."""
         for f in fields(self):
             if f.name not in ("drop_delay", "max_freeze"):
                 setattr(self, f.name, None)
-
-
-class StreamClosed(Exception):
-    """The stream (or its connection) is gone."""
 
 
 class Stream:
@@ -68,10 +73,11 @@ class Stream:
         self._may_send = threading.Event()
         self._may_send.set()
         self.closed = threading.Event()
-        self._on_close: list[object] = []
+        self._on_close: list[Callable[[], None]] = []
         self._lock = threading.Lock()
 
-    def add_close_callback(self, callback: object) -> None:
+    def add_close_callback(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the stream closes (at once if it already has)."""
         with self._lock:
             self._on_close.append(callback)
         if self.closed.is_set():
@@ -82,7 +88,7 @@ class Stream:
             callbacks, self._on_close = self._on_close, []
         for callback in callbacks:
             with contextlib.suppress(Exception):
-                callback()  # type: ignore[operator]
+                callback()
 
     # called by the connection's reader thread
     def on_okay(self) -> None:
@@ -124,13 +130,13 @@ class Stream:
             if self.closed.is_set():
                 raise StreamClosed("stream closed")
             self._may_send.clear()
-            allowed = self.conn.device._take_budget(len(chunk))
-            if allowed < len(chunk):
-                if allowed:
-                    self.conn.send(p.A_WRTE, self.local_id, self.remote_id, chunk[:allowed])
+            allowed, pull = self.conn.device._take_budget(len(chunk))
+            if allowed:
+                self.conn.send(p.A_WRTE, self.local_id, self.remote_id, chunk[:allowed])
+            if pull:
+                time.sleep(POLL)  # let the bytes reach the host before the RST
                 self.conn.device.drop()
                 raise StreamClosed("cable pulled (drop_after_bytes)")
-            self.conn.send(p.A_WRTE, self.local_id, self.remote_id, chunk)
             view = view[len(chunk):]
 
     def close(self) -> None:
@@ -186,8 +192,6 @@ class Connection:
             if self.closed.is_set() or self.device._stopping.is_set():
                 return None
             try:
-                import select
-
                 ready, _, _ = select.select([self.sock], [], [], POLL)
                 if not ready:
                     continue
@@ -251,8 +255,6 @@ class Connection:
         if remote_id == 0:
             return
         request = p.parse_service(name)
-        from .services import service_handler
-
         handler = service_handler(request)
         if handler is None:
             self.send(p.A_CLSE, 0, remote_id)
@@ -263,14 +265,12 @@ class Connection:
             stream = Stream(self, local_id, remote_id)
             self._streams[local_id] = stream
         self.send(p.A_OKAY, local_id, remote_id)
-        threading.Thread(
-            target=handler, args=(self.device, stream, request),
-            name=f"adb-emulator-{request.kind}", daemon=True,
-        ).start()
+        self.device._spawn(f"adb-emulator-{request.kind}", handler, self.device, stream, request)
         trigger = faults.drop_on_command
         if trigger is not None and trigger in name:
             faults.drop_on_command = None
             timer = threading.Timer(max(0.0, faults.drop_delay), self.device.drop)
+            timer.name = "adb-emulator-drop"
             timer.daemon = True
             timer.start()
 
@@ -330,6 +330,7 @@ class EmulatedDevice:
         self._listener: socket.socket | None = None
         self._accept_thread: threading.Thread | None = None
         self._connections: set[Connection] = set()
+        self._services: set[threading.Thread] = set()
         self._started = False
         self.drops = 0
 
@@ -383,10 +384,14 @@ class EmulatedDevice:
             connections = list(self._connections)
         for conn in connections:
             conn.close()
-        for conn in connections:
-            conn.thread.join(timeout=2)
+        deadline = time.monotonic() + 5.0
+        with self._lock:
+            threads = [c.thread for c in connections] + list(self._services)
         if self._accept_thread is not None:
-            self._accept_thread.join(timeout=2)
+            threads.append(self._accept_thread)
+        for thread in threads:  # services end once their stream is closed and command killed
+            if thread is not threading.current_thread():
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
         with self._lock:
             runner, self.runner = self.runner, None
             self._started = False
@@ -405,14 +410,22 @@ class EmulatedDevice:
         self.stop()
 
     def _listen(self) -> None:
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            listener.bind((LOOPBACK, self._port or 0))
-            listener.listen(8)
-        except OSError:
-            listener.close()
-            raise
+        old = self._accept_thread
+        if old is not None and old is not threading.current_thread():
+            old.join(timeout=2)
+        deadline = time.monotonic() + 2.0
+        while True:
+            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                listener.bind((LOOPBACK, self._port or 0))
+                listener.listen(8)
+                break
+            except OSError as exc:
+                listener.close()
+                if exc.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                    raise
+                time.sleep(POLL)
         listener.settimeout(POLL)
         self._port = listener.getsockname()[1]
         self._listener = listener
@@ -425,6 +438,8 @@ class EmulatedDevice:
     def _close_listener(self) -> None:
         listener, self._listener = self._listener, None
         if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)  # frees the port even while accept() polls
             with contextlib.suppress(OSError):
                 listener.close()
 
@@ -449,6 +464,23 @@ class EmulatedDevice:
                 conn = Connection(self, sock)
                 self._connections.add(conn)
             conn.start()
+
+    def _spawn(self, name: str, target: Callable[..., None], *args: object) -> None:
+        """Run a service in a daemon thread that stop() waits for."""
+
+        def run() -> None:
+            try:
+                target(*args)
+            except Exception:
+                log.exception("%s failed", name)
+            finally:
+                with self._lock:
+                    self._services.discard(threading.current_thread())
+
+        thread = threading.Thread(target=run, name=name, daemon=True)
+        with self._lock:
+            self._services.add(thread)
+        thread.start()
 
     def _forget(self, conn: Connection) -> None:
         with self._lock:
@@ -494,17 +526,18 @@ class EmulatedDevice:
             if time.monotonic() > self._freeze_deadline:
                 self.thaw()
 
-    def _take_budget(self, n: int) -> int:
-        """How many of ``n`` payload bytes may go out before ``drop_after_bytes`` fires."""
+    def _take_budget(self, n: int) -> tuple[int, bool]:
+        """How many of ``n`` payload bytes may go out, and whether to pull the cable after them
+        (``drop_after_bytes``)."""
         with self._lock:
             budget = self.faults.drop_after_bytes
             if budget is None:
-                return n
+                return n, False
             if n < budget:
                 self.faults.drop_after_bytes = budget - n
-                return n
+                return n, False
             self.faults.drop_after_bytes = None
-            return max(0, budget)
+            return max(0, budget), True
 
     # -- device state ---------------------------------------------------------------------------
 

@@ -40,6 +40,10 @@ class ProtocolError(Exception):
     """The peer sent bytes that are not a valid ADB message."""
 
 
+class StreamClosed(Exception):
+    """The stream (or its whole connection) is gone: nothing more can be sent on it."""
+
+
 class Header(NamedTuple):
     command: int
     arg0: int

@@ -346,7 +346,7 @@ class RewriteRunner(CommandRunner):
 
     def argv(self, command: str) -> list[str]:
         if not command:
-            return ["/bin/sh", "-i"]
+            return ["/bin/sh", "-"]  # an interactive shell reading stdin, like adbd's
         return ["/bin/sh", "-c", self.rewrite(command)]
 
     def env(self, term: str | None) -> dict[str, str]:
@@ -466,7 +466,7 @@ class NamespaceRunner(CommandRunner):
             self._nsenter, f"--target={self._pid}", "--user", "--mount", "--pid", "--root",
             "--wd", "--",
         ]
-        return [*enter, "/bin/sh", "-i"] if not command else [*enter, "/bin/sh", "-c", command]
+        return [*enter, "/bin/sh", "-"] if not command else [*enter, "/bin/sh", "-c", command]
 
     def env(self, term: str | None) -> dict[str, str]:
         return base_env(term, "/system/bin", "")
