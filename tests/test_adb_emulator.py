@@ -20,6 +20,7 @@ import pytest
 from adb_emulator import EmulatedDevice, Sandbox
 from adb_emulator import protocol as p
 from adb_emulator.fixtures import AdbServer, connect_device
+from adb_emulator.sandbox import RewriteRunner
 from adbutils.errors import AdbError, AdbTimeout
 
 adb = pytest.mark.adb
@@ -115,16 +116,33 @@ def test_sandbox_paths_never_leave_the_root(tmp_path: Path) -> None:
         Sandbox.check_writable("/system/x")
 
 
-def test_stop_leaves_no_threads_or_ports(tmp_path: Path) -> None:
+def test_rewrite_mode_rewrites_only_device_paths(tmp_path: Path) -> None:
+    root = tmp_path / "phone"
+    for folder in ("data/local/tmp", "sys", "system", "sdcard"):
+        (root / folder).mkdir(parents=True)
+    r = RewriteRunner(root)
+    base = str(r.root)
+    assert r.rewrite("cat /sys/x '/data/local/tmp/a b' >/sdcard/o") == (
+        f"cat {base}/sys/x '{base}/data/local/tmp/a b' >{base}/sdcard/o")
+    assert r.rewrite("grep -c x /proc/cpuinfo /proc/stat") == (
+        f"grep -c x {base}/proc/cpuinfo /proc/stat")
+    for untouched in ("ls /database", "ls ./data/x", "echo a/system/b", "ls /systemd", "ls /usr"):
+        assert r.rewrite(untouched) == untouched
+
+
+def test_stop_leaves_no_threads_ports_or_processes(tmp_path: Path) -> None:
     phone = EmulatedDevice(tmp_path / "phone").start()
     port = phone.port
+    holder = getattr(phone.runner, "_holder", None)
     with socket_to(port):
         pass
     phone.stop()
     time.sleep(0.3)
-    assert not [t for t in threading.enumerate() if t.name.startswith("adb-emulator")]
+    assert not [t for t in threading.enumerate() if t.name.startswith(f"adb-emulator-{port}-")]
     with pytest.raises(OSError):
         socket_to(port).close()
+    if holder is not None:  # namespace mode: the holder (and the namespace) are gone
+        assert holder.poll() is not None
 
 
 def socket_to(port: int) -> socket.socket:

@@ -164,7 +164,7 @@ class Connection:
         self.closed = threading.Event()
         sock.settimeout(device.io_timeout)  # bounds sendall; the reader polls with select
         self.thread = threading.Thread(
-            target=self._run, name=f"adb-emulator-conn-{device.port}", daemon=True
+            target=self._run, name=f"adb-emulator-{device.port}-conn", daemon=True
         )
 
     def start(self) -> None:
@@ -265,12 +265,14 @@ class Connection:
             stream = Stream(self, local_id, remote_id)
             self._streams[local_id] = stream
         self.send(p.A_OKAY, local_id, remote_id)
-        self.device._spawn(f"adb-emulator-{request.kind}", handler, self.device, stream, request)
+        self.device._spawn(
+            f"adb-emulator-{self.device.port}-{request.kind}", handler, self.device, stream, request
+        )
         trigger = faults.drop_on_command
         if trigger is not None and trigger in name:
             faults.drop_on_command = None
             timer = threading.Timer(max(0.0, faults.drop_delay), self.device.drop)
-            timer.name = "adb-emulator-drop"
+            timer.name = f"adb-emulator-{self.device.port}-drop"
             timer.daemon = True
             timer.start()
 
@@ -377,26 +379,28 @@ class EmulatedDevice:
 
     def stop(self) -> None:
         """Stop listening, close every connection and stream, kill every command."""
-        with self._lock:
-            self._stopping.set()
-            self._thawed.set()
-            self._close_listener()
-            connections = list(self._connections)
-        for conn in connections:
-            conn.close()
-        deadline = time.monotonic() + 5.0
-        with self._lock:
-            threads = [c.thread for c in connections] + list(self._services)
-        if self._accept_thread is not None:
-            threads.append(self._accept_thread)
-        for thread in threads:  # services end once their stream is closed and command killed
-            if thread is not threading.current_thread():
-                thread.join(timeout=max(0.0, deadline - time.monotonic()))
-        with self._lock:
-            runner, self.runner = self.runner, None
-            self._started = False
-        if runner is not None:
-            runner.close()
+        try:
+            with self._lock:
+                self._stopping.set()
+                self._thawed.set()
+                self._close_listener()
+                connections = list(self._connections)
+            for conn in connections:
+                conn.close()
+            deadline = time.monotonic() + 5.0
+            with self._lock:
+                threads = [c.thread for c in connections] + list(self._services)
+            if self._accept_thread is not None:
+                threads.append(self._accept_thread)
+            for thread in threads:  # services end once their stream closed and command died
+                if thread is not threading.current_thread() and thread.ident is not None:
+                    thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        finally:
+            with self._lock:
+                runner, self.runner = self.runner, None
+                self._started = False
+            if runner is not None:
+                runner.close()
 
     def __enter__(self) -> EmulatedDevice:
         return self.start()
@@ -430,7 +434,7 @@ class EmulatedDevice:
         self._port = listener.getsockname()[1]
         self._listener = listener
         self._accept_thread = threading.Thread(
-            target=self._accept_loop, args=(listener,), name=f"adb-emulator-accept-{self._port}",
+            target=self._accept_loop, args=(listener,), name=f"adb-emulator-{self._port}-accept",
             daemon=True,
         )
         self._accept_thread.start()
@@ -463,7 +467,7 @@ class EmulatedDevice:
                     break
                 conn = Connection(self, sock)
                 self._connections.add(conn)
-            conn.start()
+                conn.start()  # under the lock, so stop() never sees an unstarted thread
 
     def _spawn(self, name: str, target: Callable[..., None], *args: object) -> None:
         """Run a service in a daemon thread that stop() waits for."""
@@ -480,7 +484,7 @@ class EmulatedDevice:
         thread = threading.Thread(target=run, name=name, daemon=True)
         with self._lock:
             self._services.add(thread)
-        thread.start()
+            thread.start()
 
     def _forget(self, conn: Connection) -> None:
         with self._lock:

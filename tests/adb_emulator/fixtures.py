@@ -107,16 +107,15 @@ class AdbServer(NamedTuple):
             time.sleep(0.05)
 
 
-def start_adb_server(adb: str, attempts: int = 3) -> AdbServer:
-    """Start a real adb server on a free port; its log goes to a temporary file."""
+def start_adb_server(adb: str, log_dir: Path | None = None, attempts: int = 3) -> AdbServer:
+    """Start a real adb server on a free port (its log goes to ``log_dir`` when given)."""
     last = ""
     for _ in range(attempts):
         server = AdbServer(adb, free_port())
         env = server.env()
-        env["ANDROID_ADB_LOG_PATH"] = os.path.join(
-            tempfile.gettempdir(), f"adb-emulator-server-{server.port}.log"
-        )
-        # a file, not a pipe: the daemonized server would hold a pipe open
+        if log_dir is not None:
+            env["ANDROID_ADB_LOG_PATH"] = str(log_dir / f"adb-server-{server.port}.log")
+        # a file, not a pipe: the daemonized server would keep a pipe open
         with tempfile.TemporaryFile() as out:
             result = subprocess.run(
                 [adb, "-P", str(server.port), "start-server"], stdin=subprocess.DEVNULL,
@@ -129,8 +128,16 @@ def start_adb_server(adb: str, attempts: int = 3) -> AdbServer:
     raise RuntimeError(f"adb start-server failed: {last.strip()}")
 
 
-def stop_adb_server(server: AdbServer) -> None:
+def stop_adb_server(server: AdbServer, timeout: float = 5.0) -> None:
+    """``adb kill-server``, then wait (bounded) until the port no longer answers."""
     server.run("kill-server", timeout=10)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", server.port), timeout=0.5).close()
+        except OSError:
+            return
+        time.sleep(0.05)
 
 
 def connect_device(
@@ -146,7 +153,7 @@ def connect_device(
 
 
 @pytest.fixture(scope="session")
-def adb_server() -> Iterator[AdbServer]:
+def adb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AdbServer]:
     """A private real adb server for the session: ``(adb_path, port)``."""
     adb = find_adb()
     if adb is None:
@@ -154,7 +161,7 @@ def adb_server() -> Iterator[AdbServer]:
             "no adb binary found: install Debian's `adb` package, or adbutils (its wheel "
             "bundles one), or set ADBUTILS_ADB_PATH"
         )
-    server = start_adb_server(adb)
+    server = start_adb_server(adb, tmp_path_factory.mktemp("adb-server"))
     try:
         yield server
     finally:

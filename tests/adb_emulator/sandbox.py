@@ -15,7 +15,12 @@ Two ways to run a device command, chosen by :func:`make_runner`:
     (``/data``, ``/system``, ``/sys``, ``/sdcard``...) bound read-only except ``/data/local/tmp``
     and ``/sdcard``. Each command enters those namespaces with ``nsenter``, so device paths are
     real paths to every program, including scripts that read them from files. Nothing else of
-    the host is visible (no ``/tmp``, ``/home``, ``/work``); ``/`` itself is read-only.
+    the host is visible (no ``/tmp``, ``/home``, ``/work``; ``TMPDIR`` is ``/data/local/tmp`` as
+    on Android); ``/`` itself is read-only, so writing elsewhere than the two writable folders
+    fails with "Read-only file system" (a phone says "Permission denied" for most of those).
+    The mounts are made once, at ``start()``: files and folders added to the sandbox later are
+    visible at once, but a new *top-level* folder is not (create it before ``start()``). Files
+    bound over ``/proc`` must be changed in place, not replaced by a rename.
 
 ``rewrite`` (fallback when namespaces cannot be created)
     The command runs on the host in ``root/data/local/tmp``; absolute device paths that begin
@@ -27,11 +32,19 @@ Two ways to run a device command, chosen by :func:`make_runner`:
 
 Commands run under the host's ``/bin/sh`` (dash or bash, not Android's mksh) with the host's
 tools (GNU/busybox, not toybox), as root inside the namespace (a phone's adb shell is uid 2000).
+
+The sync service (push/pull/stat/list) sees the sandbox only, through :class:`Sandbox`: paths
+resolve with chroot semantics (``..`` stops at ``/``, absolute symlink targets restart at the
+sandbox's ``/``), so no device path reaches outside ``root``; a host path that still would is
+refused with "Permission denied". Writes are allowed under ``/data/local/tmp`` and ``/sdcard``
+only: elsewhere in ``/data`` they fail with "Permission denied", in other folders with
+"Read-only file system", as for adb's shell user.
 """
 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import re
 import select
@@ -41,6 +54,8 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 DEVICE_TMP = "/data/local/tmp"
 WRITABLE_DIRS = ("/data/local/tmp", "/sdcard")
@@ -494,7 +509,8 @@ def make_runner(root: Path, mapping: str = "auto") -> CommandRunner:
         return RewriteRunner(root)
     try:
         return NamespaceRunner(root)
-    except NamespaceError:
+    except NamespaceError as exc:
         if mapping == "namespace":
             raise
+        log.warning("emulated device falls back to path rewriting: %s", exc)
         return RewriteRunner(root)

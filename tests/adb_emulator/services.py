@@ -156,10 +156,14 @@ def run_shell(device: EmulatedDevice, stream: Stream, request: p.ServiceRequest)
                 return
 
     pumps = [
-        threading.Thread(target=pump_output, args=out, name="adb-emulator-out", daemon=True)
+        threading.Thread(
+            target=pump_output, args=out, name=f"adb-emulator-{device.port}-out", daemon=True
+        )
         for out in outputs
     ]
-    feeder = threading.Thread(target=pump_input, name="adb-emulator-in", daemon=True)
+    feeder = threading.Thread(
+        target=pump_input, name=f"adb-emulator-{device.port}-in", daemon=True
+    )
     for thread in (*pumps, feeder):
         thread.start()
     try:
