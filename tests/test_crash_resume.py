@@ -25,22 +25,16 @@ def _count(path) -> int:
         return -1
 
 
+def _profile_command(out, cache_dir) -> tuple[dict, list[str]]:
+    """The profiling run both tests interrupt: the first 20 quick blocks, slow enough to hit."""
+    env = {**os.environ, "DONNA_CACHE_DIR": str(cache_dir), "DONNA_NO_PROGRESS": "1"}
+    cmd = [sys.executable, "-m", "latency", "--space", "quick", "--out", str(out)]
+    return env, [*cmd, "--limit", "20", "--repeats", "6"]
+
+
 def test_kill_9_then_resume(tmp_path, cache_dir):
     out = tmp_path / "lut.json"
-    env = {**os.environ, "DONNA_CACHE_DIR": str(cache_dir), "DONNA_NO_PROGRESS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "latency",
-        "--space",
-        "quick",
-        "--out",
-        str(out),
-        "--limit",
-        "20",
-        "--repeats",
-        "6",
-    ]
+    env, cmd = _profile_command(out, cache_dir)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 600
     while _count(out) < 2 and proc.poll() is None and time.monotonic() < deadline:
@@ -64,20 +58,7 @@ def test_kill_9_then_resume(tmp_path, cache_dir):
 
 def test_ctrl_c_keeps_finished_entries_and_says_how_to_resume(tmp_path, cache_dir):
     out = tmp_path / "lut.json"
-    env = {**os.environ, "DONNA_CACHE_DIR": str(cache_dir), "DONNA_NO_PROGRESS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "latency",
-        "--space",
-        "quick",
-        "--out",
-        str(out),
-        "--limit",
-        "20",
-        "--repeats",
-        "6",
-    ]
+    env, cmd = _profile_command(out, cache_dir)
     proc = subprocess.Popen(
         cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
