@@ -389,6 +389,7 @@ _WORKER: Converter | None = None
 def _worker_init(config: ConvertConfig) -> None:
     global _WORKER
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import_tensorflow()  # first, quietly: onnx2tf would import it with all its start-up chatter
     _WORKER = Converter(config)
 
 

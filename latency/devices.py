@@ -1,13 +1,18 @@
-"""Device names: ``host`` is this machine's CPU; anything else is an adb serial."""
+"""Device names: ``host`` is this machine's CPU; ``adb`` is the one attached phone; anything
+else is an adb serial."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from latency.errors import UnknownDeviceError
 from latency.host import HostDevice, MeasureConfig
 
+if TYPE_CHECKING:
+    from latency.android.device import AdbConfig
+
 HOST = "host"
+ANY_PHONE = "adb"  # --device adb: the one attached phone (an error names them if several)
 
 
 class Device(Protocol):
@@ -28,12 +33,13 @@ class Device(Protocol):
 
 def adb_serials() -> tuple[list[str], str | None]:
     """Serials of attached adb devices, and why none could be listed (or None)."""
-    try:
-        import adbutils
+    from latency.android.device import attached_serials
+    from latency.android.errors import AdbError
 
-        return [d.serial for d in adbutils.AdbClient().device_list()], None
-    except Exception as exc:  # adb server absent or refusing: listing is best effort
-        return [], f"adb server not reachable ({type(exc).__name__}: {exc})"
+    try:
+        return attached_serials(), None
+    except AdbError as exc:  # adb server absent or refusing: listing is best effort
+        return [], str(exc)
 
 
 def list_devices() -> list[tuple[str, str]]:
@@ -41,24 +47,30 @@ def list_devices() -> list[tuple[str, str]]:
 
     rows = [(HOST, f"this machine's CPU ({cpu_model()}), TFLite interpreter")]
     serials, why = adb_serials()
-    rows += [(s, "adb device") for s in serials]
+    rows += [(s, "adb device (benchmark_model)") for s in serials]
     if why:
         rows.append(("-", why))
     return rows
 
 
-def get_device(name: str, config: MeasureConfig) -> Device:
+def get_device(name: str, config: MeasureConfig, adb: AdbConfig | None = None) -> Device:
+    """The device called ``name``: ``host``, ``adb`` (the one attached phone) or a serial."""
     if name == HOST:
         return HostDevice(config)
-    serials, why = adb_serials()
-    known = ", ".join([HOST, *serials])
-    if name in serials:
+    from latency.android.device import AndroidDevice, select_serial
+    from latency.android.errors import AdbError, DeviceSelectionError
+
+    try:
+        serial = select_serial(None if name == ANY_PHONE else name)
+    except DeviceSelectionError as exc:
+        if name == ANY_PHONE:
+            raise
         raise UnknownDeviceError(
-            f"{name!r} is an attached adb device, but profiling over adb is not built yet; "
-            f"use --device {HOST}"
-        )
-    hint = f" ({why})" if why else ""
-    raise UnknownDeviceError(
-        f"unknown device {name!r}; known devices: {known}{hint}. Use --device {HOST} for this "
-        "machine's CPU, or attach the phone and check `adb devices`"
-    )
+            f"unknown device {name!r}: {exc}. Use --device {HOST} for this machine's CPU"
+        ) from None
+    except AdbError as exc:
+        raise UnknownDeviceError(
+            f"unknown device {name!r}; known devices: {HOST} ({exc}). Use --device {HOST} "
+            "for this machine's CPU, or attach the phone and check `adb devices`"
+        ) from None
+    return AndroidDevice(serial, config, adb)

@@ -27,6 +27,7 @@ from nas.specs import (
     BlockSpec,
     ClassifierHeadSpec,
     ConvBnActSpec,
+    ImageHeadSpec,
     MBConvSpec,
     macs,
     mid_chs,
@@ -55,6 +56,8 @@ def block_features(spec: BlockSpec) -> list[float]:
         kernel, stride, se, exp = spec.kernel, spec.stride, float(spec.se_ratio > 0), spec.exp_ratio
     elif isinstance(spec, ConvBnActSpec):
         kernel, stride = spec.kernel, spec.stride
+    elif isinstance(spec, ImageHeadSpec):
+        kernel = spec.kernel
     return [
         math.log1p(macs(spec)),
         math.log1p(params(spec)),
@@ -67,6 +70,7 @@ def block_features(spec: BlockSpec) -> list[float]:
         exp,
         float(isinstance(spec, MBConvSpec)),
         float(isinstance(spec, ClassifierHeadSpec)),
+        float(isinstance(spec, ImageHeadSpec)),
     ]
 
 

@@ -46,6 +46,7 @@ class ProfileReport:
     measure_seconds: float
     out: Path | None
     unstable: list[str] = field(default_factory=list)
+    throttled: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         rate_c = self.converted / self.convert_seconds * 60 if self.convert_seconds > 0 else 0.0
@@ -62,6 +63,13 @@ class ProfileReport:
         )
         if self.unstable:
             s += f"; {len(self.unstable)} stayed noisy after re-measuring (flagged stable=false)"
+        if self.throttled:
+            s += (
+                f"\nwarning: {len(self.throttled)} block(s) were measured on a throttled phone "
+                f"(flagged throttled=true), e.g. {self.throttled[0]}. Let the phone cool down "
+                "(screen off, out of its case, not charging) and run the same command again: "
+                "they are measured again"
+            )
         return s
 
 
@@ -102,10 +110,12 @@ def profile_specs(
     ``device``). Conversion failures are raised after everything else is saved."""
     table.require(identity(provenance_for(device)))
     unique = list(dict.fromkeys(specs))[:limit]
-    todo = unique if remeasure else table.missing(unique)
-    report = ProfileReport(
-        len(unique), len(unique) - len(table.missing(unique)), 0, 0, 0.0, 0.0, table.path
-    )
+    # entries a phone measured while throttled (see latency.android.measure) are measured again
+    flagged = [s for s in unique if (table.get(s) or {}).get("throttled")]
+    redo = set(table.missing(unique)) | set(flagged)
+    todo = unique if remeasure else [s for s in unique if s in redo]
+    skipped = len(unique) - len(table.missing(unique)) - (0 if remeasure else len(flagged))
+    report = ProfileReport(len(unique), skipped, 0, 0, 0.0, 0.0, table.path)
     if not todo:
         return report
     workers = workers or min(2, os.cpu_count() or 1)
@@ -147,6 +157,8 @@ def profile_specs(
             report.measured += 1
             if not m.stable:
                 report.unstable.append(describe(spec))
+            if getattr(m, "throttled", False):
+                report.throttled.append(f"{describe(spec)}: {m.throttle_reason}")
             bar.update(1)
 
         device.measure(models, done[REFERENCE_SPEC].path, baseline, measured)

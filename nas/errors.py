@@ -17,3 +17,25 @@ class SpecError(DonnaError, ValueError):
 
 class SpaceError(DonnaError, ValueError):
     """A search space name or a choice inside a space is invalid."""
+
+
+class DataError(DonnaError):
+    """A task or data source is unknown, missing or in the wrong format."""
+
+
+class MothernetError(DonnaError):
+    """A mothernet (checkpoint, configuration or network) is invalid or does not fit."""
+
+
+class BkdError(DonnaError, ValueError):
+    """A blockwise-knowledge-distillation setting or run is invalid."""
+
+
+class FilterError(DonnaError, ValueError):
+    """The BKD filter cannot run as asked (library of another mothernet or space, missing
+    options, a filtered-space file that does not belong to the library)."""
+
+
+class SearchError(DonnaError, ValueError):
+    """The architecture search cannot run as asked (budget below the fastest model, a Pareto
+    file or index that does not exist, a space too large to enumerate)."""

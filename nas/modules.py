@@ -13,6 +13,7 @@ from nas.specs import (
     BlockSpec,
     ClassifierHeadSpec,
     ConvBnActSpec,
+    ImageHeadSpec,
     MBConvSpec,
     has_skip,
     mid_chs,
@@ -106,10 +107,23 @@ class ClassifierHead(nn.Module):
         return self.fc(x.mean((2, 3)))
 
 
+class ImageHead(nn.Module):
+    def __init__(self, spec: ImageHeadSpec) -> None:
+        super().__init__()
+        n_out = spec.out_chs * spec.scale**2
+        self.conv = nn.Conv2d(spec.in_chs, n_out, spec.kernel, 1, spec.kernel // 2, bias=True)
+        self.shuffle = nn.PixelShuffle(spec.scale) if spec.scale > 1 else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        return self.shuffle(x) if self.shuffle is not None else x
+
+
 _BUILDERS: dict[type, type[nn.Module]] = {
     ConvBnActSpec: ConvBnAct,
     MBConvSpec: MBConv,
     ClassifierHeadSpec: ClassifierHead,
+    ImageHeadSpec: ImageHead,
 }
 
 

@@ -20,10 +20,14 @@ from nas.specs import (
     BlockSpec,
     ClassifierHeadSpec,
     ConvBnActSpec,
+    ImageHeadSpec,
     MBConvSpec,
     make_divisible,
     out_size,
 )
+
+# Output size / input size of each task's networks.
+TASK_SCALES: dict[str, int] = {"classification": 1, "denoising": 1, "super_resolution": 2}
 
 
 @dataclass(frozen=True)
@@ -68,8 +72,14 @@ class SearchSpace:
     head_chs: int
     num_classes: int
     stem_act: str = "silu"
+    task: str = "classification"
 
     def __post_init__(self) -> None:
+        if self.task not in TASK_SCALES:
+            raise SpaceError(
+                f"space {self.name!r}: unknown task {self.task!r}; choose one of: "
+                f"{', '.join(TASK_SCALES)}"
+            )
         object.__setattr__(self, "stages", tuple(self.stages))
         object.__setattr__(self, "options", tuple(tuple(o) for o in self.options))
         if len(self.stages) != len(self.options):
@@ -134,9 +144,16 @@ class SearchSpace:
             )
         return blocks
 
-    def head_spec(self, in_chs: int) -> ClassifierHeadSpec:
+    @property
+    def scale(self) -> int:
+        """Output/input size ratio of image-to-image tasks (1 for denoising, 2 for x2 SR)."""
+        return TASK_SCALES[self.task]
+
+    def head_spec(self, in_chs: int) -> ClassifierHeadSpec | ImageHeadSpec:
         size = self.slot_input_sizes()[-1]
         size = out_size(size, self.stages[-1].stride)
+        if self.task != "classification":
+            return ImageHeadSpec(in_chs, 3, 3, self.scale, size, size)
         return ClassifierHeadSpec(
             in_chs, self.head_chs, self.num_classes, self.stem_act, size, size
         )
@@ -205,6 +222,7 @@ class SearchSpace:
                 head_chs=d["head_chs"],
                 num_classes=d["num_classes"],
                 stem_act=d.get("stem_act", "silu"),
+                task=d.get("task", "classification"),
             )
         except (KeyError, TypeError) as exc:
             raise SpaceError(f"not a search space description: {exc}") from None
@@ -281,7 +299,45 @@ def quick_space(resolution: int = 32, num_classes: int = 10) -> SearchSpace:
     )
 
 
-SPACES: dict[str, Callable[..., SearchSpace]] = {"quick": quick_space, "default": default_space}
+def quick_image_space(task: str, resolution: int = 32) -> SearchSpace:
+    """Small image-to-image space (denoising, x2 super-resolution): full resolution
+    throughout (every stride 1), 3 slots of 24 options, an :class:`ImageHeadSpec` head."""
+    opts = product_options((3, 5, 7), (2, 4), (0.0, 0.25), (1, 2), (1.0,), ("relu",))
+    short = {"denoising": "denoise", "super_resolution": "sr"}[task]
+    return SearchSpace(
+        name=f"quick-{short}",
+        resolution=resolution,
+        stem_chs=16,
+        stem_stride=1,
+        stages=(StageDef(16, 1), StageDef(24, 1), StageDef(16, 1)),
+        options=(opts,) * 3,
+        head_chs=0,
+        num_classes=0,
+        stem_act="relu",
+        task=task,
+    )
+
+
+def quick_denoise_space(resolution: int = 32) -> SearchSpace:
+    return quick_image_space("denoising", resolution)
+
+
+def quick_sr_space(resolution: int = 32) -> SearchSpace:
+    return quick_image_space("super_resolution", resolution)
+
+
+SPACES: dict[str, Callable[..., SearchSpace]] = {
+    "quick": quick_space,
+    "default": default_space,
+    "quick-denoise": quick_denoise_space,
+    "quick-sr": quick_sr_space,
+}
+# The space `donna run` uses for each task when none is named.
+TASK_SPACES: dict[str, str] = {
+    "classification": "quick",
+    "denoising": "quick-denoise",
+    "super_resolution": "quick-sr",
+}
 
 
 def get_space(name: str, resolution: int | None = None) -> SearchSpace:

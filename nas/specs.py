@@ -113,8 +113,32 @@ class ClassifierHeadSpec:
         _check(self.head_chs > 0 and self.num_classes > 0, self, "sizes must be positive")
 
 
-BlockSpec = ConvBnActSpec | MBConvSpec | ClassifierHeadSpec
-SPEC_TYPES: dict[str, type] = {t.kind: t for t in (ConvBnActSpec, MBConvSpec, ClassifierHeadSpec)}
+@dataclass(frozen=True)
+class ImageHeadSpec:
+    """Image-to-image head: conv kxk (with bias, no BN, no activation) to
+    ``out_chs * scale**2`` channels, then pixel shuffle by ``scale`` (1 = none). Denoising
+    (scale 1) and super-resolution (scale 2) networks end with it; the network adds the global
+    residual (the noisy input, or the upsampled low-res input) outside the block."""
+
+    kind: ClassVar[str] = "image_head"
+    in_chs: int
+    out_chs: int
+    kernel: int
+    scale: int
+    in_h: int
+    in_w: int
+
+    def __post_init__(self) -> None:
+        _check(self.in_chs > 0 and self.in_h > 0 and self.in_w > 0, self, "sizes must be positive")
+        _check(self.out_chs > 0, self, "out_chs must be positive")
+        _check(self.kernel in KERNELS, self, f"kernel must be one of {KERNELS}")
+        _check(self.scale in (1, 2, 3, 4), self, "scale must be 1, 2, 3 or 4")
+
+
+BlockSpec = ConvBnActSpec | MBConvSpec | ClassifierHeadSpec | ImageHeadSpec
+SPEC_TYPES: dict[str, type] = {
+    t.kind: t for t in (ConvBnActSpec, MBConvSpec, ClassifierHeadSpec, ImageHeadSpec)
+}
 
 
 # ---- derived values: the one place each is computed ---------------------------------------
@@ -143,6 +167,8 @@ def out_shape(spec: BlockSpec) -> tuple[int, ...]:
     """Output shape without batch: (C, H, W) for feature maps, (classes,) for a classifier."""
     if isinstance(spec, ClassifierHeadSpec):
         return (spec.num_classes,)
+    if isinstance(spec, ImageHeadSpec):
+        return (spec.out_chs, spec.in_h * spec.scale, spec.in_w * spec.scale)
     return (spec.out_chs, out_size(spec.in_h, spec.stride), out_size(spec.in_w, spec.stride))
 
 
@@ -160,6 +186,8 @@ def macs(spec: BlockSpec) -> int:
         return oh * ow * spec.out_chs * spec.in_chs * spec.kernel**2
     if isinstance(spec, ClassifierHeadSpec):
         return h * w * spec.in_chs * spec.head_chs + spec.head_chs * spec.num_classes
+    if isinstance(spec, ImageHeadSpec):
+        return h * w * spec.in_chs * spec.out_chs * spec.scale**2 * spec.kernel**2
     mid = mid_chs(spec)
     oh, ow = out_size(h, spec.stride), out_size(w, spec.stride)
     total = 0
@@ -179,6 +207,9 @@ def params(spec: BlockSpec) -> int:
         return spec.out_chs * spec.in_chs * spec.kernel**2
     if isinstance(spec, ClassifierHeadSpec):
         return spec.in_chs * spec.head_chs + (spec.head_chs + 1) * spec.num_classes
+    if isinstance(spec, ImageHeadSpec):
+        n_out = spec.out_chs * spec.scale**2
+        return spec.in_chs * n_out * spec.kernel**2 + n_out
     mid = mid_chs(spec)
     total = mid * spec.kernel**2 + mid * spec.out_chs
     if spec.exp_ratio != 1.0:
@@ -235,6 +266,8 @@ def describe(spec: BlockSpec) -> str:
         )
     if isinstance(spec, ConvBnActSpec):
         return f"conv k{spec.kernel} s{spec.stride} {spec.in_chs}->{spec.out_chs} @{size}"
+    if isinstance(spec, ImageHeadSpec):
+        return f"image head k{spec.kernel} {spec.in_chs}->{spec.out_chs} x{spec.scale} @{size}"
     return f"head {spec.in_chs}->{spec.head_chs}->{spec.num_classes} @{size}"
 
 

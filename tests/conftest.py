@@ -31,4 +31,4 @@ def fast_measure():
 
 
 # The emulated phone and a private real adb server (tests/adb_emulator/).
-from adb_emulator.fixtures import adb_server, emulated_device  # noqa: E402, F401
+from adb_emulator.fixtures import adb_server, emulated_device, phone  # noqa: E402, F401

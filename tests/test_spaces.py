@@ -61,3 +61,32 @@ def test_random_genomes_are_seeded_and_distinct():
     assert a == random_genomes(sp, 20, seed=3)
     assert a != random_genomes(sp, 20, seed=4)
     assert len({tuple(g) for g in a}) == 20
+
+
+@pytest.mark.parametrize(("name", "scale"), [("quick-denoise", 1), ("quick-sr", 2)])
+def test_image_spaces_end_with_an_image_head(name, scale):
+    from nas.specs import ImageHeadSpec, out_shape, spec_from_key
+
+    sp = get_space(name)
+    arch = sp.decode([0] * sp.n_slots)
+    head = arch.blocks[-1]
+    assert isinstance(head, ImageHeadSpec) and head.scale == scale
+    assert out_shape(head) == (3, sp.resolution * scale, sp.resolution * scale)
+    assert spec_from_key(spec_key(head)) == head
+    assert SearchSpace.from_dict(sp.to_dict()) == sp
+
+
+def test_unknown_task_is_refused():
+    sp = get_space("quick").to_dict()
+    sp["task"] = "segmentation"
+    with pytest.raises(SpaceError, match="unknown task 'segmentation'"):
+        SearchSpace.from_dict(sp)
+
+
+def test_image_head_module_shapes():
+    torch = pytest.importorskip("torch")
+    from nas.modules import build_architecture
+
+    sp = get_space("quick-sr")
+    net = build_architecture(sp.decode([3, 7, 11]))
+    assert tuple(net(torch.zeros(2, 3, 32, 32)).shape) == (2, 3, 64, 64)

@@ -20,3 +20,39 @@ class BenchmarkOutputError(MeasurementError):
 
 class DeviceInfoError(DeviceError, ValueError):
     """Device-info text from a device script is malformed, or a core list is invalid."""
+
+
+class AdbError(DeviceError):
+    """adb itself cannot be used (no server, no binary) or refused a request."""
+
+
+class DeviceSelectionError(DeviceError):
+    """Which phone to use is ambiguous (several attached, no serial given) or none is there."""
+
+
+class DeviceDisconnectedError(DeviceError):
+    """The connection to the phone was lost (cable, adbd restart, phone rebooted)."""
+
+
+class DeviceTimeoutError(DeviceError):
+    """The phone did not answer within the configured timeout (frozen, or far too slow)."""
+
+
+class DeviceCommandError(DeviceError):
+    """A command or device script on the phone failed."""
+
+
+class PushError(DeviceError):
+    """A file could not be written to the phone (permission, full storage, bad path)."""
+
+
+class BenchmarkBinaryError(DeviceError):
+    """The ``benchmark_model`` binary is missing, unreadable or of the wrong ABI."""
+
+
+class BenchmarkFailedError(MeasurementError):
+    """``benchmark_model`` crashed, exited non-zero or printed no timings for a model."""
+
+
+class RunReportError(DeviceError, ValueError):
+    """The text a device script printed is not in its documented format."""

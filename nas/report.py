@@ -1,0 +1,216 @@
+"""The report of a ``donna run`` folder: ``report.md`` plus plots, from the stage outputs.
+
+Everything in it is read from files the stages wrote (run.json, bkd.json, space.json,
+search/pareto.json, hil.json, final/results.json), so it can be rebuilt at any time.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _read(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _fmt(v: Any, nd: int = 3) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{nd}f}"
+    return str(v)
+
+
+def plot_hil(rows: list[dict[str, Any]], out: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.8, 4.2), dpi=120)
+    xs = [r["measured_ms"] for r in rows]
+    ys = [r["lut_ms"] for r in rows]
+    lo, hi = min(xs + ys) * 0.9, max(xs + ys) * 1.1
+    ax.plot([lo, hi], [lo, hi], color="grey", lw=1, label="y = x")
+    ax.fill_between(
+        [lo, hi], [lo * 0.9, hi * 0.9], [lo * 1.1, hi * 1.1], color="grey", alpha=0.15, label="±10%"
+    )
+    for r in rows:
+        star = r["model"] == "mothernet"
+        ax.scatter(
+            r["measured_ms"],
+            r["lut_ms"],
+            marker="*" if star else "o",
+            s=120 if star else 30,
+            color="C3" if star else "C0",
+        )
+        ax.annotate(
+            r["model"],
+            (r["measured_ms"], r["lut_ms"]),
+            fontsize=7,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
+    ax.set_xlabel("measured whole model (ms)")
+    ax.set_ylabel("LUT estimate (ms)")
+    ax.set_title("Hardware in the loop: LUT vs measured")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def plot_tradeoff(
+    finals: list[dict[str, Any]],
+    hil: dict[str, dict[str, Any]],
+    mothernet: dict[str, Any],
+    metric: str,
+    out: Path,
+) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4), dpi=120)
+    for f in finals:
+        lat = hil.get(f"front[{f['index']}]", {}).get("measured_ms", f.get("latency_ms"))
+        ax.scatter(lat, f["metric"], color="C0")
+        ax.annotate(
+            f"front[{f['index']}]",
+            (lat, f["metric"]),
+            fontsize=7,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
+    m_lat = hil.get("mothernet", {}).get("measured_ms")
+    if m_lat is not None and mothernet.get("metric") is not None:
+        ax.scatter(m_lat, mothernet["metric"], marker="*", s=160, color="C3", label="mothernet")
+        ax.legend(fontsize=8)
+    ax.set_xlabel("measured latency (ms)")
+    ax.set_ylabel(metric)
+    ax.set_title("Finetuned models vs the mothernet")
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def _final_row(f: dict[str, Any], hil_by: dict[str, dict[str, Any]]) -> str:
+    name = f"front[{f['index']}]"
+    lat = hil_by.get(name, {}).get("measured_ms")
+    return (
+        f"| {name} ({'; '.join(f['options'])}) | {_fmt(f['metric_before'], 4)} | "
+        f"{_fmt(f['metric'], 4)} | {_fmt(lat)} |"
+    )
+
+
+def write_report(folder: Path, state: dict[str, Any], config: Any = None) -> Path:
+    folder = Path(folder)
+    settings = state.get("settings", {})
+    stages = state.get("stages", {})
+    task = settings.get("task", "?")
+    metric = "top-1 accuracy" if task == "classification" else "PSNR (dB)"
+    lines = [f"# donnav2 run: {task} on `{settings.get('device')}`", ""]
+    lines += [
+        "| setting | value |",
+        "|---|---|",
+        *(f"| {k} | `{v}` |" for k, v in settings.items() if k != "sizes"),
+        f"| sizes | `{json.dumps(settings.get('sizes'))}` |",
+        "",
+        "## Stages",
+        "",
+        "| stage | wall time (s) |",
+        "|---|---|",
+        *(f"| {k} | {v.get('seconds')} |" for k, v in stages.items()),
+        f"| **total** | {sum(v.get('seconds', 0) for v in stages.values()):.1f} |",
+        "",
+    ]
+    m = stages.get("mothernet", {})
+    lines += [
+        "## Mothernet",
+        "",
+        f"{metric} on the validation split: {_fmt(m.get('metric'), 4)}",
+        "",
+    ]
+    lut = stages.get("lut", {})
+    if lut:
+        lines += ["## Latency LUT", "", f"`{lut.get('lut')}`: {lut.get('summary')}", ""]
+    filt = _read(folder / "space.json")
+    if filt:
+        rep = filt.get("report", filt)
+        before, after = rep.get("log10_before"), rep.get("log10_after")
+        dropped = rep.get("dropped", [])
+        lines += [
+            "## BKD and filter",
+            "",
+            f"BKD library: `bkd.json` ({stages.get('bkd', {}).get('options')} options). "
+            f"Filter: search space 10^{_fmt(before, 2)} → 10^{_fmt(after, 2)} architectures, "
+            f"{len(dropped)} options dropped (reasons in `space.json`).",
+            "",
+        ]
+    pareto = _read(folder / "search" / "pareto.json")
+    if pareto:
+        front = pareto.get("front", [])
+        lines += [
+            "## Search (NSGA-II: summed BKD MSE vs LUT latency)",
+            "",
+            "![Pareto front](search/pareto.png)",
+            "",
+            f"{len(front)} architectures on the front.",
+            "",
+            "| # | options | surrogate (Σ nMSE) | LUT latency (ms) |",
+            "|---|---|---|---|",
+            *(
+                f"| {e['index']} | {'; '.join(e.get('options', []))} | {_fmt(e['surrogate'], 4)}"
+                f" | {_fmt(e['latency_ms'])} |"
+                for e in front
+            ),
+            "",
+        ]
+    hil = _read(folder / "hil.json")
+    hil_by: dict[str, dict[str, Any]] = {}
+    if hil:
+        rows = hil["rows"]
+        hil_by = {r["model"]: r for r in rows}
+        plot_hil(rows, folder / "hil.png")
+        errs = [abs(r["error_pct"]) for r in rows]
+        lines += [
+            "## Hardware in the loop: LUT estimate vs measured whole model",
+            "",
+            "![LUT vs measured](hil.png)",
+            "",
+            "| model | LUT (ms) | measured (ms) | error |",
+            "|---|---|---|---|",
+            *(
+                f"| {r['model']} | {_fmt(r['lut_ms'])} | {_fmt(r['measured_ms'])} | "
+                f"{r['error_pct']:+.1f}% |"
+                for r in rows
+            ),
+            "",
+            f"Median absolute error {sorted(errs)[len(errs) // 2]:.1f}%, max {max(errs):.1f}%.",
+            "",
+        ]
+    finals = _read(folder / "final" / "results.json")
+    if finals:
+        plot_tradeoff(finals, hil_by, m, metric, folder / "tradeoff.png")
+        mm = hil_by.get("mothernet", {})
+        lines += [
+            "## Finetuned models",
+            "",
+            "![metric vs latency](tradeoff.png)",
+            "",
+            f"| model | {metric} after BKD init | after finetune | measured latency (ms) |",
+            "|---|---|---|---|",
+            f"| mothernet | – | {_fmt(m.get('metric'), 4)} | {_fmt(mm.get('measured_ms'))} |",
+            *(_final_row(f, hil_by) for f in finals),
+            "",
+            "Weights: `final/<index>/model.pt` (loadable with `nas.mothernet.load_checkpoint`).",
+            "",
+        ]
+    out = folder / "report.md"
+    out.write_text("\n".join(lines))
+    return out
