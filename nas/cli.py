@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from latency.cli import run_cli
+from nas.pipeline import DEFAULT_WORKERS
 
 PathArg = click.Path(path_type=Path)
 TASK_CHOICES = ("classification", "denoising", "super_resolution")
@@ -404,7 +405,9 @@ def finetune_cmd(
     show_default=True,
     help="Sizes of every stage (quick: ≤10 min on 2 cores).",
 )
-@click.option("--workers", type=int, default=1, show_default=True, help="BKD processes.")
+@click.option(
+    "--workers", type=int, default=DEFAULT_WORKERS, show_default=True, help="BKD processes."
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--set",

@@ -238,6 +238,11 @@ def build_network(
             slots.append(build_slot(space, i, opt, in_chs))
             in_chs = space.stage_chs(i, opt.width)
         head = build_block(arch.blocks[-1])
+        if space.task != "classification":
+            # the residual branch starts at zero: a fresh image network returns its input (or
+            # its upsampled input), the baseline it then improves on, not noise
+            nn.init.zeros_(head.conv.weight)
+            nn.init.zeros_(head.conv.bias)
     return BlockNetwork(stem, slots, head, task=space.task, scale=space.scale)
 
 

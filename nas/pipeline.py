@@ -29,6 +29,7 @@ from lut.table import atomic_write_text
 from nas.errors import DonnaError
 from nas.spaces import TASK_SPACES, SearchSpace, get_space
 
+DEFAULT_WORKERS = 2
 STAGES = ("mothernet", "lut", "bkd", "filter", "search", "hil", "finetune", "report")
 RUN_FILE = "run.json"
 
@@ -58,13 +59,13 @@ PRESETS: dict[str, Preset] = {
     "quick": Preset(
         train_limit=4000,
         val_limit=1000,
-        mothernet_epochs=4.0,
+        mothernet_epochs=3.0,
         bkd_epochs=1.0,
-        bkd_train_samples=2000,
+        bkd_train_samples=1500,
         bkd_val_samples=500,
-        finetune_epochs=2.0,
+        finetune_epochs=1.5,
         finals=3,
-        hil_models=4,
+        hil_models=3,
         pop_size=100,
         generations=50,
     ),
@@ -97,7 +98,7 @@ class RunConfig:
     budget_ms: float | None = None
     seed: int = 0
     preset: str = "quick"
-    workers: int = 1  # BKD worker processes
+    workers: int = DEFAULT_WORKERS  # BKD worker processes (1 torch thread each)
     overrides: tuple[tuple[str, Any], ...] = ()  # preset fields changed by options
 
     def __post_init__(self) -> None:

@@ -141,7 +141,7 @@ def write_report(folder: Path, state: dict[str, Any], config: Any = None) -> Pat
         lines += ["## Latency LUT", "", f"`{lut.get('lut')}`: {lut.get('summary')}", ""]
     filt = _read(folder / "space.json")
     if filt:
-        rep = filt.get("report", filt)
+        rep = filt.get("filter", filt)
         before, after = rep.get("log10_before"), rep.get("log10_after")
         dropped = rep.get("dropped", [])
         lines += [

@@ -1,9 +1,11 @@
-"""``donna run`` end to end on the host, with tiny sizes: every stage for real (training,
-TFLite conversion and timing, BKD, filter, NSGA-II, whole-model measurement, finetuning)."""
+"""``donna`` end to end on the host, with tiny sizes: every stage for real (training, TFLite
+conversion and timing, BKD, filter, NSGA-II, whole-model measurement, finetuning), then the
+single-step commands on the run's outputs and their bad-input errors."""
 
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -24,37 +26,52 @@ TINY = [
     "--set", "hil_models=2",
     "--set", "pop_size=16",
     "--set", "generations=4",
-]
+]  # fmt: skip
 
 
-@pytest.fixture
-def cached(monkeypatch, cache_dir):
-    monkeypatch.setenv("DONNA_CACHE_DIR", str(cache_dir))
+@pytest.fixture(scope="module")
+def denoise_run(tmp_path_factory, cache_dir):
+    """One tiny denoising run shared by the tests of this module."""
+    old = os.environ.get("DONNA_CACHE_DIR")
+    os.environ["DONNA_CACHE_DIR"] = str(cache_dir)
+    root = tmp_path_factory.mktemp("run")
+    out, lut = root / "run", root / "lut.json"
+    args = ["run", "--task", "denoising", "--out", str(out), "--lut", str(lut), "--workers", "1"]
+    args += TINY
+    try:
+        assert main(args) == 0
+        yield out, lut, args
+    finally:
+        if old is None:
+            os.environ.pop("DONNA_CACHE_DIR", None)
+        else:
+            os.environ["DONNA_CACHE_DIR"] = old
 
 
-def test_run_denoising_end_to_end_and_resume(tmp_path, cached, capsys):
-    out, lut = tmp_path / "run", tmp_path / "lut.json"
-    args = ["run", "--task", "denoising", "--out", str(out), "--lut", str(lut), *TINY]
-    assert main(args) == 0
+def test_run_writes_every_stage(denoise_run):
+    out, _, _ = denoise_run
     state = json.loads((out / "run.json").read_text())
-    assert all(state["stages"][s]["done"] for s in state["stages"])
     assert len(state["stages"]) == 8
+    assert all(st["done"] and st["seconds"] >= 0 for st in state["stages"].values())
     pareto = json.loads((out / "search" / "pareto.json").read_text())
     assert pareto["front"], "the search found no architecture"
     lats = [e["latency_ms"] for e in pareto["front"]]
     losses = [e["surrogate"] for e in pareto["front"]]
     assert lats == sorted(lats) and losses == sorted(losses, reverse=True)
     hil = json.loads((out / "hil.json").read_text())["rows"]
-    assert {r["model"] for r in hil} >= {"mothernet"}
+    assert "mothernet" in {r["model"] for r in hil}
     assert all(r["measured_ms"] > 0 and r["lut_ms"] > 0 for r in hil)
     finals = json.loads((out / "final" / "results.json").read_text())
     assert len(finals) == 2 and all(f["metric_name"] == "psnr_db" for f in finals)
+    assert all(f["metric"] > 15.0 for f in finals)  # denoised output, not noise
     assert all((out / "final" / str(f["index"]) / "model.pt").exists() for f in finals)
     report = (out / "report.md").read_text()
-    assert "LUT vs measured" in report and (out / "hil.png").exists()
-    assert (out / "search" / "pareto.png").exists()
+    assert "LUT vs measured" in report and "PSNR" in report
+    assert (out / "hil.png").exists() and (out / "search" / "pareto.png").exists()
 
-    # a rerun skips every stage; other settings in the same folder are refused
+
+def test_rerun_skips_finished_stages_and_refuses_other_settings(denoise_run, capsys):
+    _, _, args = denoise_run
     capsys.readouterr()
     assert main(args) == 0
     assert capsys.readouterr().err.count("done earlier, skipped") == 8
@@ -62,10 +79,71 @@ def test_run_denoising_end_to_end_and_resume(tmp_path, cached, capsys):
     assert "other settings (seed differ)" in capsys.readouterr().err
 
 
-def test_bad_run_settings(tmp_path, capsys):
+def test_single_step_commands_on_the_run(denoise_run, tmp_path, capsys):
+    out, lut, _ = denoise_run
+    bkd, space = out / "bkd.json", out / "space.json"
+    # filter again, with FLOPs (no LUT)
+    assert main(["filter", "--bkd", str(bkd), "--out", str(tmp_path / "space.json")]) == 0
+    assert json.loads((tmp_path / "space.json").read_text())["filter"]["cost_unit"] == "MACs"
+    # search with a budget, then pick out of range
+    res = tmp_path / "search"
+    argv = ["search", "--space", str(space), "--bkd", str(bkd), "--lut", str(lut), "--out",
+            str(res), "--pop", "12", "--generations", "3"]  # fmt: skip
+    assert main(argv) == 0
+    front = json.loads((res / "pareto.json").read_text())["front"]
+    capsys.readouterr()
+    assert main([*argv, "--budget-ms", "0.0001"]) == 1
+    assert "fastest" in capsys.readouterr().err
+    n = len(front)
+    assert main(["finetune", "--pick", f"{res / 'pareto.json'}:{n}", "--out", str(tmp_path)]) == 1
+    assert "out of range" in capsys.readouterr().err
+    # a library from another mothernet is refused by the filter
+    other = tmp_path / "other.pt"
+    other.write_bytes((out / "mothernet.pt").read_bytes() + b"x")
+    assert main(["filter", "--bkd", str(bkd), "--mothernet", str(other), "--out",
+                 str(tmp_path / "s2.json")]) == 1  # fmt: skip
+    assert "was trained from mothernet" in capsys.readouterr().err
+
+
+def test_validate_surrogate_on_the_run(denoise_run, tmp_path, capsys):
+    out, _, _ = denoise_run
+    pareto = out / "search" / "pareto.json"
+    if len(json.loads(pareto.read_text())["front"]) < 3:
+        pytest.skip("the tiny run's front has fewer than 3 architectures")
+    report = tmp_path / "val.json"
+    argv = ["validate-surrogate", "--pareto", str(pareto), "--k", "3", "--epochs", "0.1",
+            "--out", str(report)]  # fmt: skip
+    assert main(argv) == 0
+    data = json.loads(report.read_text())
+    assert len(data["archs"]) == 3 and -1.0 <= data["tau_surrogate"] <= 1.0
+    assert data["predictor_compute_s"] > data["surrogate_compute_s"]
+    assert "Kendall τ" in capsys.readouterr().out
+
+
+def test_train_mothernet_and_bkd_commands(tmp_path, cache_dir, monkeypatch, capsys):
+    monkeypatch.setenv("DONNA_CACHE_DIR", str(cache_dir))
+    ckpt = tmp_path / "m.pt"
+    argv = ["train-mothernet", "--task", "classification", "--epochs", "0.2", "--train-limit",
+            "200", "--val-limit", "50", "--out", str(ckpt)]  # fmt: skip
+    assert main(argv) == 0 and ckpt.exists()
+    assert "top1 = " in capsys.readouterr().out
+    lib = tmp_path / "bkd.json"
+    argv = ["bkd", "--mothernet", str(ckpt), "--out", str(lib), "--limit", "2",
+            "--train-samples", "64", "--val-samples", "32"]  # fmt: skip
+    assert main(argv) == 0
+    assert "2 options; 70 still missing" in capsys.readouterr().out
+
+
+def test_bad_inputs(tmp_path, capsys):
     assert main(["run", "--out", str(tmp_path), "--set", "bogus=1"]) == 1
     assert "expected KEY=VALUE with KEY one of" in capsys.readouterr().err
     with pytest.raises(PipelineError, match="not a number"):
         parse_overrides(["finals=three"])
     with pytest.raises(PipelineError, match="is for classification, not denoising"):
         RunConfig(task="denoising", space="quick").get_space()
+    assert main(["run", "--task", "segmentation"]) == 2
+    assert main(["train-mothernet", "--data", f"cifar10:{tmp_path / 'nope'}", "--out",
+                 str(tmp_path / "m.pt")]) == 1  # fmt: skip
+    assert "cifar" in capsys.readouterr().err.lower()
+    assert main(["bkd", "--mothernet", str(tmp_path / "none.pt"), "--out", "x.json"]) == 1
+    assert "does not exist" in capsys.readouterr().err
