@@ -23,6 +23,7 @@ import json
 import os
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -122,6 +123,7 @@ def _local_calibration_images() -> np.ndarray:
 
 @contextlib.contextmanager
 def _offline_onnx2tf() -> Any:
+    import_tensorflow()
     import onnx2tf.onnx2tf as o2t
 
     saved = o2t.download_test_image_data
@@ -132,21 +134,38 @@ def _offline_onnx2tf() -> Any:
         o2t.download_test_image_data = saved
 
 
+_STDERR_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def _native_stderr_to(sink: io.StringIO) -> Any:
     """TensorFlow's C++ code logs straight to file descriptor 2; capture it (into ``sink``)
     while converting, so users see progress bars, not converter chatter."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as f:
-        os.dup2(f.fileno(), 2)
-        try:
+    with _STDERR_LOCK:  # fd 2 is process-wide: one redirection at a time
+        sys.stderr.flush()
+        saved = os.dup(2)
+        with tempfile.TemporaryFile() as f:
+            os.dup2(f.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+                f.seek(0)
+                sink.write(f.read().decode(errors="replace"))
+
+
+@contextlib.contextmanager
+def quiet_native_stderr() -> Any:
+    """Hide the TFLite runtime's C++ start-up lines (e.g. the XNNPACK delegate notice); if
+    anything inside raises, the captured text is printed so no diagnosis is lost."""
+    sink = io.StringIO()
+    try:
+        with _native_stderr_to(sink):
             yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            f.seek(0)
-            sink.write(f.read().decode(errors="replace"))
+    except BaseException:
+        sys.stderr.write(sink.getvalue())
+        raise
 
 
 def strip_output_transposes(model_bytes: bytes) -> bytes:
@@ -197,11 +216,12 @@ def tflite_op_names(model_bytes: bytes) -> tuple[str, ...]:
 
 def run_tflite(model: bytes | Path, x_nhwc: np.ndarray, threads: int = 1) -> np.ndarray:
     tf = import_tensorflow()
-    if isinstance(model, Path):
-        interp = tf.lite.Interpreter(model_path=str(model), num_threads=threads)
-    else:
-        interp = tf.lite.Interpreter(model_content=model, num_threads=threads)
-    interp.allocate_tensors()
+    with quiet_native_stderr():
+        if isinstance(model, Path):
+            interp = tf.lite.Interpreter(model_path=str(model), num_threads=threads)
+        else:
+            interp = tf.lite.Interpreter(model_content=model, num_threads=threads)
+        interp.allocate_tensors()
     interp.set_tensor(interp.get_input_details()[0]["index"], x_nhwc)
     interp.invoke()
     return interp.get_tensor(interp.get_output_details()[0]["index"]).copy()
@@ -340,10 +360,10 @@ def _build(blocks: Sequence[BlockSpec]) -> Any:
 
 
 def _to_tflite(module: Any, x: Any, label: str) -> bytes:
+    tf = import_tensorflow()  # before onnx2tf, which would import it with its C++ chatter
     import onnx2tf
     import torch
 
-    tf = import_tensorflow()
     with tempfile.TemporaryDirectory(prefix="donna-convert-") as tmp:
         onnx_path = os.path.join(tmp, "model.onnx")
         with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):

@@ -152,12 +152,13 @@ class HostDevice:
 
     # ---- timing -----------------------------------------------------------------------------
     def _load(self, key: Any, path: Path) -> _Slot:
-        from latency.convert import import_tensorflow
+        from latency.convert import import_tensorflow, quiet_native_stderr
 
         tf = import_tensorflow()
         try:
-            interp = tf.lite.Interpreter(model_path=str(path), num_threads=self.config.threads)
-            interp.allocate_tensors()
+            with quiet_native_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate"
+                interp = tf.lite.Interpreter(model_path=str(path), num_threads=self.config.threads)
+                interp.allocate_tensors()
             inp = interp.get_input_details()[0]
             x = np.random.default_rng(0).standard_normal(inp["shape"]).astype(inp["dtype"])
             interp.set_tensor(inp["index"], x)

@@ -85,6 +85,27 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+# Image-to-image networks keep full resolution in every block, so a training step costs
+# several times a classification step: the quick preset uses less data for those tasks.
+QUICK_IMAGE = replace(
+    PRESETS["quick"],
+    train_limit=2000,
+    val_limit=500,
+    mothernet_epochs=2.0,
+    bkd_train_samples=640,
+    bkd_val_samples=256,
+    finetune_epochs=1.0,
+    finals=2,
+    hil_models=2,
+)
+
+
+def preset_for(name: str, task: str) -> Preset:
+    if name == "quick" and task != "classification":
+        return QUICK_IMAGE
+    return PRESETS[name]
+
+
 @dataclass(frozen=True)
 class RunConfig:
     task: str = "classification"
@@ -117,7 +138,7 @@ class RunConfig:
 
     @property
     def sizes(self) -> Preset:
-        return replace(PRESETS[self.preset], **dict(self.overrides))
+        return replace(preset_for(self.preset, self.task), **dict(self.overrides))
 
     @property
     def space_name(self) -> str:
