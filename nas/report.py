@@ -99,6 +99,39 @@ def plot_tradeoff(
     return out
 
 
+def plot_filter(filt: dict[str, Any], out: Path) -> Path:
+    """Per slot: every option's BKD nMSE against its cost, kept vs dropped by the filter."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    slots = filt["slots"]
+    unit = "µs" if filt.get("cost_unit") == "us" else filt.get("cost_unit", "")
+    fig, axes = plt.subplots(1, len(slots), figsize=(3.6 * len(slots), 3.4), dpi=110, squeeze=False)
+    for ax, sl in zip(axes[0], slots):
+        kept = set(sl["kept"])
+        for j, (loss, cost) in enumerate(zip(sl["nmse"], sl["cost"])):
+            ax.scatter(
+                cost,
+                loss,
+                s=18,
+                color="C0" if j in kept else "C3",
+                marker="o" if j in kept else "x",
+            )
+        ax.set_title(f"slot {sl['slot']}: {len(kept)}/{len(sl['nmse'])} kept", fontsize=9)
+        ax.set_xlabel(f"option cost ({unit})", fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("BKD nMSE (lower is better)", fontsize=8)
+    axes[0][0].scatter([], [], color="C0", label="kept")
+    axes[0][0].scatter([], [], color="C3", marker="x", label="dropped")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
 def _final_row(f: dict[str, Any], hil_by: dict[str, dict[str, Any]]) -> str:
     name = f"front[{f['index']}]"
     lat = hil_by.get(name, {}).get("measured_ms")
@@ -144,8 +177,12 @@ def write_report(folder: Path, state: dict[str, Any], config: Any = None) -> Pat
         rep = filt.get("filter", filt)
         before, after = rep.get("log10_before"), rep.get("log10_after")
         dropped = rep.get("dropped", [])
+        if rep.get("slots"):
+            plot_filter(rep, folder / "bkd_filter.png")
         lines += [
             "## BKD and filter",
+            "",
+            "![BKD loss vs cost per slot](bkd_filter.png)",
             "",
             f"BKD library: `bkd.json` ({stages.get('bkd', {}).get('options')} options). "
             f"Filter: search space 10^{_fmt(before, 2)} → 10^{_fmt(after, 2)} architectures, "

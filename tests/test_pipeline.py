@@ -68,6 +68,7 @@ def test_run_writes_every_stage(denoise_run):
     report = (out / "report.md").read_text()
     assert "LUT vs measured" in report and "PSNR" in report
     assert (out / "hil.png").exists() and (out / "search" / "pareto.png").exists()
+    assert (out / "bkd_filter.png").exists() and (out / "tradeoff.png").exists()
 
 
 def test_rerun_skips_finished_stages_and_refuses_other_settings(denoise_run, capsys):
