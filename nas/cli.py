@@ -418,6 +418,19 @@ def finetune_cmd(
     "train_limit, val_limit, mothernet_epochs, bkd_epochs, bkd_train_samples, "
     "bkd_val_samples, finetune_epochs, finals, hil_models, pop_size, generations).",
 )
+@click.option(
+    "--benchmark-binary",
+    type=PathArg,
+    default=None,
+    help="Phones: TFLite's benchmark_model for android_aarch64 [default: the cache "
+    "folder, see docs/phone.md].",
+)
+@click.option(
+    "--cooldown",
+    type=float,
+    default=None,
+    help="Phones: seconds of rest between models [default: 5].",
+)
 @click.option("--restart", is_flag=True, help="Forget finished stages of this folder.")
 def run_cmd(
     task: str,
@@ -433,6 +446,8 @@ def run_cmd(
     workers: int,
     seed: int,
     settings: tuple[str, ...],
+    benchmark_binary: Path | None,
+    cooldown: float | None,
     restart: bool,
 ) -> None:
     """The whole pipeline: mothernet -> LUT -> BKD -> filter -> search -> hardware check ->
@@ -453,6 +468,8 @@ def run_cmd(
         preset=preset,
         workers=workers,
         overrides=parse_overrides(settings),
+        benchmark_binary=benchmark_binary,
+        cooldown_s=cooldown,
     )
     Pipeline(cfg, echo=_echo).run(restart=restart)
     click.echo(f"done: {cfg.folder / 'report.md'}")

@@ -120,6 +120,8 @@ class RunConfig:
     seed: int = 0
     preset: str = "quick"
     workers: int = DEFAULT_WORKERS  # BKD worker processes (1 torch thread each)
+    benchmark_binary: Path | None = None  # phones: TFLite benchmark_model (default: cache)
+    cooldown_s: float | None = None  # phones: rest between models (default: AdbConfig's)
     overrides: tuple[tuple[str, Any], ...] = ()  # preset fields changed by options
 
     def __post_init__(self) -> None:
@@ -151,8 +153,10 @@ class RunConfig:
     def lut_path(self) -> Path:
         if self.lut is not None:
             return Path(self.lut)
+        from latency.android.run import safe_name
+
         res = f"-r{self.resolution}" if self.resolution else ""
-        return Path("lut") / f"{self.device}-{self.space_name}{res}.json"
+        return Path("lut") / f"{safe_name(self.device)}-{self.space_name}{res}.json"
 
     def get_space(self) -> SearchSpace:
         sp = get_space(self.space_name, self.resolution)
@@ -289,7 +293,15 @@ class Pipeline:
         from latency.devices import get_device
         from latency.host import MeasureConfig
 
-        return get_device(self.config.device, MeasureConfig(seed=self.config.seed))
+        measure = MeasureConfig(seed=self.config.seed)
+        if self.config.device == "host":
+            return get_device("host", measure)
+        from latency.android.device import AdbConfig
+
+        adb = AdbConfig(binary=self.config.benchmark_binary)
+        if self.config.cooldown_s is not None:
+            adb = replace(adb, cooldown_s=self.config.cooldown_s)
+        return get_device(self.config.device, measure, adb)
 
     def convert_config(self) -> Any:
         from latency.convert import ConvertConfig, default_cache_dir
