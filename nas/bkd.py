@@ -50,6 +50,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from lut.table import atomic_write_text
 from nas.errors import BkdError
 from nas.executor import Executor, InlineExecutor, ProcessExecutor
 from nas.library import BkdEntry, BkdLibrary, LibraryError, file_sha256, option_key
@@ -255,7 +256,7 @@ def compute_teacher_features(
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - t0
-    _atomic_write_text(
+    atomic_write_text(
         manifest,
         json.dumps(
             {
@@ -276,19 +277,6 @@ def compute_teacher_features(
         tuple(variances["val"]),
         seconds,
     )
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ---- one option ----------------------------------------------------------------------------
