@@ -309,7 +309,8 @@ class BkdTask:
 
 
 def _batch(mm: np.ndarray, idx: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(mm[idx], dtype=np.float32))
+    x = torch.from_numpy(np.ascontiguousarray(mm[idx], dtype=np.float32))
+    return x.contiguous(memory_format=torch.channels_last)  # ~2x faster convs on CPU
 
 
 def train_option(task: BkdTask) -> BkdEntry:
@@ -338,6 +339,8 @@ def train_option(task: BkdTask) -> BkdEntry:
     params = [*student.parameters(), *adapter.parameters()]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+    student.to(memory_format=torch.channels_last)
+    adapter.to(memory_format=torch.channels_last)
     student.train()
     losses: list[float] = []
     step = 0

@@ -145,6 +145,8 @@ def finetune(
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=config.lr, total_steps=total, pct_start=0.15
     )
+    student.to(memory_format=torch.channels_last)  # ~2x faster depthwise backward on CPU
+    teacher.to(memory_format=torch.channels_last)
     student.train()
     losses: list[float] = []
     t0 = time.perf_counter()
@@ -156,7 +158,7 @@ def finetune(
             pos = 0
         idx = order[pos : pos + config.batch_size]
         pos += config.batch_size
-        xb, yb = train_x[idx], train_y[idx]
+        xb, yb = train_x[idx].contiguous(memory_format=torch.channels_last), train_y[idx]
         with torch.no_grad():
             tb = teacher(xb)
         loss = distillation_loss(task, student(xb), tb, yb, config)

@@ -412,6 +412,7 @@ def train_mothernet(
     bar = progress_bar(total, f"train mothernet ({net.task})", unit="step") if progress else None
     step = 0
     epoch = 0
+    net.to(memory_format=torch.channels_last)  # ~2x faster depthwise backward on CPU
     try:
         while step < total:
             net.train()
@@ -428,6 +429,7 @@ def train_mothernet(
                     xb = torch.where(flip[:, None, None, None], xb.flip(3), xb)
                     if net.task != "classification":
                         yb = torch.where(flip[:, None, None, None], yb.flip(3), yb)
+                xb = xb.contiguous(memory_format=torch.channels_last)
                 loss = task_loss(net.task, net(xb), yb)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
