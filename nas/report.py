@@ -7,6 +7,7 @@ search/pareto.json, hil.json, final/results.json), so it can be rebuilt at any t
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -228,7 +229,7 @@ def write_report(folder: Path, state: dict[str, Any], config: Any = None) -> Pat
                 for r in rows
             ),
             "",
-            f"Median absolute error {sorted(errs)[len(errs) // 2]:.1f}%, max {max(errs):.1f}%.",
+            f"Median absolute error {statistics.median(errs):.1f}%, max {max(errs):.1f}%.",
             "",
         ]
     finals = _read(folder / "final" / "results.json")
