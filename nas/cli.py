@@ -165,19 +165,15 @@ def bkd_cmd(
     from nas.bkd import BkdConfig, library_summary, run_bkd
     from nas.data import load_task_data
     from nas.mothernet import load_checkpoint
+    from nas.pipeline import checkpoint_data
     from nas.spaces import get_space
 
     _, mcfg, meta = load_checkpoint(mothernet)
     sp = get_space(space_name, mcfg.space.resolution) if space_name else mcfg.space
-    md = meta.data or {}
-    d = load_task_data(
-        sp.task,
-        data or md.get("data"),
-        resolution=sp.resolution,
-        seed=md.get("seed", seed),
-        train_limit=md.get("train"),
-        val_limit=md.get("val"),
-    )
+    if data is None:  # the mothernet's own training data, as recorded in its checkpoint
+        d = checkpoint_data(meta, sp.task, sp.resolution)
+    else:
+        d = load_task_data(sp.task, data, resolution=sp.resolution, seed=seed)
     kw = {
         k: v
         for k, v in (
@@ -284,7 +280,7 @@ def search_cmd(
     """NSGA-II over the filtered space: summed BKD MSE vs estimated latency."""
     from latency.estimator import LatencyEstimator
     from lut.table import LatencyTable
-    from nas.filter import load_filtered, load_filtered_space
+    from nas.filter import load_filtered_space
     from nas.library import BkdLibrary
     from nas.search import SearchConfig, run_search
 
@@ -301,32 +297,20 @@ def search_cmd(
     kw = {k: v for k, v in (("pop_size", pop), ("generations", generations)) if v is not None}
     cfg = SearchConfig(seed=seed, budget_ms=budget_ms, **kw)
     point = None
-    mpath = mothernet or _recorded_mothernet(load_filtered(space_path), bkd_path)
+    recorded = lib.provenance.get("mothernet")
+    mpath = mothernet or (Path(recorded) if recorded else None)
     if mpath is not None and mpath.exists():
         from nas.mothernet import load_checkpoint
+        from nas.pipeline import mothernet_point
 
         _, mcfg, _ = load_checkpoint(mpath, sp)
-        try:
-            point = (
-                sum(lib.entry(i, o).nmse for i, o in enumerate(mcfg.choices)),
-                est.estimate(sp.architecture(mcfg.choices)) / 1000.0,
-            )
-        except Exception:  # the mothernet's options may be filtered out: no marker then
-            point = None
+        point = mothernet_point(sp, lib, mcfg.choices, est.estimate)
     result = run_search(sp, lib, est, cfg, point)
     if mpath is not None:
         result.provenance["mothernet"] = str(mpath)
     result.save(out)
     click.echo(result.summary())
     click.echo(f"wrote {out / 'pareto.json'} and {out / 'pareto.png'}")
-
-
-def _recorded_mothernet(filtered: dict, bkd_path: Path) -> Path | None:
-    from nas.library import BkdLibrary
-
-    lib = BkdLibrary.load(bkd_path)
-    p = lib.provenance.get("mothernet")
-    return Path(p) if p else None
 
 
 @cli.command("finetune")

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from nas.errors import FilterError, SpaceError
+from nas.jsonfile import read_versioned_json
 from nas.library import BkdLibrary, LibraryError
 from nas.spaces import SearchSpace, SlotOption
 from nas.specs import BlockSpec, MBConvSpec, macs
@@ -363,26 +364,14 @@ def filter_space(
 
 def load_filtered(path: str | Path) -> dict[str, Any]:
     """The raw content of a filtered-space file (schema checked)."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FilterError(
-            f"filtered space {path} does not exist; make it with `donna filter --out {path}`"
-        ) from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise FilterError(f"filtered space {path} is not readable JSON ({exc})") from None
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        raise FilterError(
-            f"{path} is not a filtered search space (schema {SCHEMA!r} expected); pass the JSON "
-            "written by `donna filter`"
-        )
-    if data.get("version") != SCHEMA_VERSION:
-        raise FilterError(
-            f"filtered space {path} has version {data.get('version')}, this donnav2 reads "
-            f"version {SCHEMA_VERSION}; run `donna filter` again"
-        )
-    return data
+    return read_versioned_json(
+        path,
+        schema=SCHEMA,
+        version=SCHEMA_VERSION,
+        what="filtered search space",
+        made_by="`donna filter`",
+        error=FilterError,
+    )
 
 
 def load_filtered_space(path: str | Path, library: BkdLibrary | None = None) -> SearchSpace:

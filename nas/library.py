@@ -21,6 +21,7 @@ from typing import Any
 
 from lut.table import atomic_write_text
 from nas.errors import DonnaError
+from nas.jsonfile import read_versioned_json
 from nas.spaces import SearchSpace, SlotOption
 
 SCHEMA = "donnav2-bkd"
@@ -203,24 +204,14 @@ class BkdLibrary:
     @classmethod
     def load(cls, path: Path) -> BkdLibrary:
         path = Path(path)
-        if not path.exists():
-            raise LibraryError(
-                f"BKD library {path} does not exist; create it with `donna bkd --out {path}`"
-            )
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise LibraryError(f"BKD library {path} is not readable JSON ({exc})") from None
-        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-            raise LibraryError(
-                f"{path} is not a BKD library (schema {SCHEMA!r} expected); pass the JSON "
-                "written by `donna bkd`"
-            )
-        if data.get("version") != SCHEMA_VERSION:
-            raise LibraryError(
-                f"BKD library {path} has schema version {data.get('version')}, this donnav2 "
-                f"reads version {SCHEMA_VERSION}; re-run `donna bkd`"
-            )
+        data = read_versioned_json(
+            path,
+            schema=SCHEMA,
+            version=SCHEMA_VERSION,
+            what="BKD library",
+            made_by="`donna bkd`",
+            error=LibraryError,
+        )
         try:
             space = SearchSpace.from_dict(data["space"])
             entries = [BkdEntry.from_dict(e) for e in data["entries"]]

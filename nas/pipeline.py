@@ -393,17 +393,6 @@ class Pipeline:
         self.echo(report.summary())
         return {"log10_before": report.log10_before, "log10_after": report.log10_after}
 
-    def mothernet_point(self, lib: Any, table: Any) -> tuple[float, float] | None:
-        from nas.mothernet import load_checkpoint
-
-        _, mcfg, _ = load_checkpoint(self.mothernet_path, self.space)
-        try:
-            loss = sum(lib.entry(i, o).nmse for i, o in enumerate(mcfg.choices))
-            lat = table.lookup(self.space.architecture(mcfg.choices)) / 1000.0
-        except DonnaError:
-            return None
-        return (loss, lat)
-
     def stage_search(self) -> dict[str, Any]:
         from latency.estimator import LatencyEstimator
         from nas.filter import load_filtered_space
@@ -420,9 +409,11 @@ class Pipeline:
             seed=self.config.seed,
             budget_ms=self.config.budget_ms,
         )
-        result = run_search(
-            space, lib, LatencyEstimator(table, "lut"), cfg, self.mothernet_point(lib, table)
-        )
+        from nas.mothernet import load_checkpoint
+
+        _, mcfg, _ = load_checkpoint(self.mothernet_path, self.space)
+        point = mothernet_point(self.space, lib, mcfg.choices, table.lookup)
+        result = run_search(space, lib, LatencyEstimator(table, "lut"), cfg, point)
         result.provenance.update(
             {
                 "mothernet": str(self.mothernet_path),
@@ -437,13 +428,12 @@ class Pipeline:
         self.echo(result.summary())
         return {"front": len(result.front), "search_seconds": result.seconds}
 
-    def chosen(self, n: int) -> list[int]:
+    @staticmethod
+    def chosen(result: Any, n: int) -> list[int]:
         """Front indices of ``n`` architectures spread over the front (by latency)."""
-        from nas.search import load_pareto
         from nas.validate import spread_indices
 
-        res = load_pareto(self.path("search/pareto.json"))
-        lats = [e.latency_ms for e in res.front]
+        lats = [e.latency_ms for e in result.front]
         return spread_indices(lats, max(2, n))[:n] if lats else []
 
     def stage_hil(self) -> dict[str, Any]:
@@ -454,7 +444,7 @@ class Pipeline:
 
         res = load_pareto(self.path("search/pareto.json"))
         s = self.config.sizes
-        picks = sorted(set(self.chosen(s.hil_models)) | set(self.chosen(s.finals)))
+        picks = sorted(set(self.chosen(res, s.hil_models)) | set(self.chosen(res, s.finals)))
         _, mcfg, _ = load_checkpoint(self.mothernet_path, self.space)
         archs = [Architecture.from_list(res.front[i].blocks) for i in picks]
         names = [f"front[{i}]" for i in picks]
@@ -493,7 +483,7 @@ class Pipeline:
         from nas.search import load_pareto
 
         res = load_pareto(self.path("search/pareto.json"))
-        picks = self.chosen(self.config.sizes.finals)
+        picks = self.chosen(res, self.config.sizes.finals)
         rows = []
         for i in picks:
             r = finetune_pick(
@@ -537,6 +527,33 @@ class Pipeline:
         return self.state
 
 
+def mothernet_point(
+    space: SearchSpace, library: Any, choices: Sequence[Any], latency_us: Callable[[Any], float]
+) -> tuple[float, float] | None:
+    """(summed BKD nMSE, latency in ms) of the mothernet's own architecture, the marker on the
+    Pareto plot; None when its options are not all in the library or the latency is unknown."""
+    try:
+        loss = sum(library.entry(i, o).nmse for i, o in enumerate(choices))
+        return (loss, latency_us(space.architecture(choices)) / 1000.0)
+    except DonnaError:
+        return None
+
+
+def checkpoint_data(meta: Any, task: str, resolution: int) -> Any:
+    """The data a checkpoint was trained on (source, split sizes, seed), loaded again."""
+    from nas.data import load_task_data
+
+    d = meta.data or {}
+    return load_task_data(
+        task,
+        d.get("data"),
+        resolution=resolution,
+        seed=int(d.get("seed", 0)),
+        train_limit=d.get("train"),
+        val_limit=d.get("val"),
+    )
+
+
 def finetune_pick(
     pareto: Path,
     index: int,
@@ -550,12 +567,12 @@ def finetune_pick(
     echo: Echo = print,
 ) -> dict[str, Any]:
     """Finetune front entry ``index`` of ``pareto``: initialise from BKD, distil from the
-    mothernet, save ``out/model.pt`` and ``out/result.json``. Inputs default to the paths
-    recorded in the Pareto file's provenance."""
+    mothernet, save ``out/model.pt`` and ``out/result.json``. The mothernet, library and data
+    default to those recorded in the Pareto file's provenance and the mothernet checkpoint."""
     import torch
 
     from nas.finetune import FinetuneConfig, finetune
-    from nas.library import BkdLibrary
+    from nas.library import BkdLibrary, file_sha256
     from nas.mothernet import (
         MothernetConfig,
         build_network,
@@ -563,36 +580,22 @@ def finetune_pick(
         load_checkpoint,
         save_checkpoint,
     )
-    from nas.search import pick
-
-    space, genome, entry = pick(f"{pareto}:{index}")
     from nas.search import load_pareto
 
-    prov = load_pareto(pareto).provenance
+    result = load_pareto(pareto)
+    entry = result.at(index, pareto)
+    space, prov = result.space, result.provenance
     mpath = Path(mothernet or prov.get("mothernet") or "")
-    lpath = Path(library or prov.get("library") or "")
     if not str(mpath) or not mpath.exists():
         raise PipelineError(
             f"the mothernet of {pareto} ({mpath or 'not recorded'}) is not there; pass --mothernet"
         )
-    lib = BkdLibrary.load(lpath)
-    teacher, _, meta = load_checkpoint(mpath)
-    from nas.library import file_sha256
-
+    lib = BkdLibrary.load(Path(library or prov.get("library") or ""))
     lib.check_mothernet(file_sha256(mpath))
+    teacher, _, meta = load_checkpoint(mpath)
     if data is None:
-        from nas.data import load_task_data
-
-        d = meta.data or {}
-        data = load_task_data(
-            space.task,
-            prov.get("data") if prov.get("data") != "builtin" else None,
-            resolution=space.resolution,
-            seed=seed,
-            train_limit=d.get("train_size") or d.get("train"),
-            val_limit=d.get("val_size") or d.get("val"),
-        )
-    choices = space.choices(genome)
+        data = checkpoint_data(meta, space.task, space.resolution)
+    choices = space.choices(entry.genome)
     torch.manual_seed(seed)
     student = build_network(space, choices, seed=seed)
     init = init_from_bkd(student, teacher, lib, choices)
@@ -611,7 +614,7 @@ def finetune_pick(
     )
     row = {
         "index": index,
-        "genome": list(genome),
+        "genome": list(entry.genome),
         "options": [o.label() for o in choices],
         "surrogate": entry.surrogate,
         "lut_latency_ms": entry.latency_ms,
@@ -638,11 +641,14 @@ def validate_surrogate(
     """Finetune ``k`` architectures spread over the front briefly; Kendall τ of the summed
     BKD MSE and of a leave-one-out DONNA-style linear predictor against the metric."""
     from nas.library import BkdLibrary
+    from nas.mothernet import load_checkpoint
     from nas.search import load_pareto
     from nas.validate import ValidatedArch, spread_indices, summarise
 
     res = load_pareto(pareto)
     lib = BkdLibrary.load(Path(res.provenance.get("library") or ""))
+    _, _, meta = load_checkpoint(Path(res.provenance.get("mothernet") or ""))
+    data = checkpoint_data(meta, res.space.task, res.space.resolution)  # once for all K
     picks = spread_indices([e.latency_ms for e in res.front], k)
     if len(picks) < 3:
         raise PipelineError(
@@ -657,6 +663,7 @@ def validate_surrogate(
             pareto,
             i,
             Path(pareto).parent / "validation" / str(i),
+            data=data,
             epochs=epochs,
             seed=seed,
             echo=echo,

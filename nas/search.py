@@ -36,6 +36,7 @@ import numpy as np
 
 from nas.errors import SearchError, SpaceError
 from nas.filter import BlockPricer
+from nas.jsonfile import read_versioned_json
 from nas.library import BkdLibrary, LibraryError
 from nas.spaces import SearchSpace
 from nas.specs import BlockSpec
@@ -266,6 +267,17 @@ class SearchResult:
     seconds: float
     mothernet: tuple[float, float] | None = None  # (surrogate, latency_ms)
     provenance: dict[str, Any] = field(default_factory=dict)
+
+    def at(self, index: int, where: str | Path = "the Pareto file") -> ParetoEntry:
+        """Front entry ``index``; an out-of-range index names the valid ones."""
+        n = len(self.front)
+        if not 0 <= index < n:
+            valid = f"0..{n - 1}" if n else "none: the front is empty"
+            raise SearchError(
+                f"index {index} is out of range for {where}: its front has {n} "
+                f"architecture(s), valid indices {valid}"
+            )
+        return self.front[index]
 
     def points(self) -> np.ndarray:
         """The front as an (n, 2) array of (surrogate, latency_ms)."""
@@ -596,24 +608,14 @@ def hypervolume_ratio(found: Any, exact: Any, ref_point: Sequence[float] | None 
 
 def load_pareto(path: str | Path) -> SearchResult:
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SearchError(
-            f"Pareto file {path} does not exist; run `donna search` to make it"
-        ) from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise SearchError(f"Pareto file {path} is not readable JSON ({exc})") from None
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        raise SearchError(
-            f"{path} is not a Pareto front (schema {SCHEMA!r} expected); pass the pareto.json "
-            "written by `donna search`"
-        )
-    if data.get("version") != SCHEMA_VERSION:
-        raise SearchError(
-            f"Pareto file {path} has version {data.get('version')}, this donnav2 reads version "
-            f"{SCHEMA_VERSION}; run `donna search` again"
-        )
+    data = read_versioned_json(
+        path,
+        schema=SCHEMA,
+        version=SCHEMA_VERSION,
+        what="Pareto front",
+        made_by="`donna search`",
+        error=SearchError,
+    )
     try:
         ev = data.get("evaluated") or {"surrogate": [], "latency_ms": []}
         mn = data.get("mothernet")
@@ -646,12 +648,5 @@ def pick(ref: str | Path) -> tuple[SearchSpace, list[int], ParetoEntry]:
             f"name an architecture of a Pareto front as PATH:INDEX, e.g. {text}:0{hint}"
         )
     result = load_pareto(path)
-    i, n = int(index), len(result.front)
-    if not 0 <= i < n:
-        valid = f"0..{n - 1}" if n else "none: the front is empty"
-        raise SearchError(
-            f"index {i} is out of range for {path}: its front has {n} architecture(s), valid "
-            f"indices {valid}"
-        )
-    entry = result.front[i]
+    entry = result.at(int(index), path)
     return result.space, list(entry.genome), entry
