@@ -25,8 +25,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 SYNTHETIC_LOSS = "SYNTHETIC BKD losses: 0.3 * (1e6 / option MACs)^0.3 * lognormal(0, 0.1), seeded"
@@ -34,30 +32,15 @@ SYNTHETIC_LUT = "SYNTHETIC latencies: 5 us + MACs / 2e4 + 20 us per SE block"
 
 
 def synthetic_library(space: Any, seed: int = 0) -> Any:
-    """A BKD-like library (clearly not trained): loss falls with an option's MACs."""
-    from nas.filter import option_blocks
-    from nas.library import BkdEntry, BkdLibrary
-    from nas.specs import macs
+    from nas.synthetic import synthetic_library as make
 
-    rng = np.random.default_rng(seed)
-    entries = []
-    for i, slot in enumerate(option_blocks(space)):
-        for o, blocks in zip(space.options[i], slot):
-            m = sum(macs(b) for b in blocks)
-            nmse = 0.3 * (1e6 / m) ** 0.3 * float(np.exp(rng.normal(0, 0.1)))
-            entries.append(BkdEntry(i, o, nmse, nmse, 1.0, nmse, 0, 0.0, extra={"synthetic": 1}))
-    return BkdLibrary(space, {"mothernet_sha256": "synthetic", "synthetic": True}, entries)
+    return make(space, seed)
 
 
 def synthetic_table(space: Any) -> Any:
-    from lut.table import LatencyTable
-    from nas.specs import macs
+    from nas.synthetic import synthetic_table as make
 
-    table = LatencyTable({"device": {"id": "synthetic"}, "synthetic": True})
-    for s in space.block_specs():
-        lat = 5.0 + macs(s) / 2e4 + (20.0 if getattr(s, "se_ratio", 0.0) else 0.0)
-        table.add(s, {"warm_median_us": lat})
-    return table
+    return make(space.block_specs())
 
 
 def load_inputs(args: argparse.Namespace) -> tuple[Any, Any, Any, str, str]:

@@ -17,37 +17,22 @@ from nas.filter import (
     option_blocks,
     slot_input_chs,
 )
-from nas.library import BkdEntry, BkdLibrary
+from nas.library import BkdLibrary
 from nas.spaces import get_space
 from nas.specs import describe, macs
+from nas.synthetic import synthetic_latency, synthetic_library, synthetic_table
 
 QUICK = get_space("quick")
 SHA = "ab" * 32
 OPTS = QUICK.options[0]
 
 
-def synthetic_latency(spec) -> float:
-    """A known latency law for tests (not a measurement): MACs plus a fixed SE overhead."""
-    return 5.0 + macs(spec) / 2e4 + (20.0 if getattr(spec, "se_ratio", 0.0) else 0.0)
-
-
 def make_table(specs) -> LatencyTable:
-    table = LatencyTable({"device": {"id": "test"}})  # in memory: no path, nothing written
-    for s in specs:
-        table.add(s, {"warm_median_us": synthetic_latency(s)})
-    return table
+    return synthetic_table(specs, "test")
 
 
 def make_library(space, seed: int = 0, sha: str = SHA, skip: int = 0) -> BkdLibrary:
-    """A BKD-like library: loss falls with an option's MACs, times seeded noise."""
-    rng = np.random.default_rng(seed)
-    entries = []
-    for i, slot in enumerate(option_blocks(space)):
-        for o, blocks in zip(space.options[i], slot):
-            m = sum(macs(b) for b in blocks)
-            nmse = 0.3 * (1e6 / m) ** 0.3 * float(np.exp(rng.normal(0, 0.1)))
-            entries.append(BkdEntry(i, o, nmse, nmse, 1.0, nmse, 10, 0.1))
-    return BkdLibrary(space, {"mothernet_sha256": sha}, entries[skip:])
+    return synthetic_library(space, seed, sha, skip)
 
 
 def test_drops_an_expensive_dominated_option_and_keeps_cheap_ones():

@@ -9,8 +9,8 @@ import pytest
 from latency.estimator import LatencyEstimator
 from lut import LatencyTable, LutMissError
 from nas.errors import SearchError
-from nas.filter import filter_space, option_blocks
-from nas.library import BkdEntry, BkdLibrary
+from nas.filter import filter_space
+from nas.library import BkdLibrary
 from nas.search import (
     SearchConfig,
     exact_front,
@@ -21,33 +21,19 @@ from nas.search import (
     run_search,
 )
 from nas.spaces import SearchSpace, StageDef, get_space, product_options
-from nas.specs import describe, macs
+from nas.specs import describe
+from nas.synthetic import synthetic_library, synthetic_table
 
 QUICK = get_space("quick")
 SMALL = SearchConfig(pop_size=30, generations=15, seed=0)
 
 
-def synthetic_latency(spec) -> float:
-    """A known latency law for tests (not a measurement): MACs plus a fixed SE overhead."""
-    return 5.0 + macs(spec) / 2e4 + (20.0 if getattr(spec, "se_ratio", 0.0) else 0.0)
-
-
 def make_table(specs) -> LatencyTable:
-    table = LatencyTable({"device": {"id": "test"}})
-    for s in specs:
-        table.add(s, {"warm_median_us": synthetic_latency(s)})
-    return table
+    return synthetic_table(specs, "test")
 
 
 def make_library(space, seed: int = 0) -> BkdLibrary:
-    rng = np.random.default_rng(seed)
-    entries = []
-    for i, slot in enumerate(option_blocks(space)):
-        for o, blocks in zip(space.options[i], slot):
-            m = sum(macs(b) for b in blocks)
-            nmse = 0.3 * (1e6 / m) ** 0.3 * float(np.exp(rng.normal(0, 0.1)))
-            entries.append(BkdEntry(i, o, nmse, nmse, 1.0, nmse, 10, 0.1))
-    return BkdLibrary(space, {"mothernet_sha256": "ab" * 32}, entries)
+    return synthetic_library(space, seed, "ab" * 32)
 
 
 def two_width_space() -> SearchSpace:
