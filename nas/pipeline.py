@@ -18,9 +18,10 @@ settings in the same folder is refused with the difference named.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -289,6 +290,17 @@ class Pipeline:
             )
         return self._data
 
+    @contextlib.contextmanager
+    def open_device(self) -> Iterator[Any]:
+        """The run's device, closed (phone sessions cleaned up) when the block ends."""
+        device = self.device()
+        try:
+            yield device
+        finally:
+            close = getattr(device, "close", None)
+            if close is not None:
+                close()
+
     def device(self) -> Any:
         from latency.devices import get_device
         from latency.host import MeasureConfig
@@ -349,8 +361,7 @@ class Pipeline:
     def stage_lut(self) -> dict[str, Any]:
         from latency.profile import open_table, profile_specs
 
-        device = self.device()
-        try:
+        with self.open_device() as device:
             table = open_table(self.config.lut_path(), device, resume=True)
             report = profile_specs(self.space.block_specs(), device, table, self.convert_config())
             self.echo(report.summary())
@@ -362,10 +373,6 @@ class Pipeline:
                     f"context model: alpha {cal.alpha:.2f} from {cal.nets} whole nets; mean "
                     f"abs error {cal.mape_before * 100:.1f}% -> {cal.mape_after * 100:.1f}%"
                 )
-        finally:
-            close = getattr(device, "close", None)
-            if close is not None:
-                close()
         return {"lut": str(self.config.lut_path()), "summary": report.summary()}
 
     def stage_bkd(self) -> dict[str, Any]:
@@ -447,25 +454,19 @@ class Pipeline:
         picks = sorted(set(self.chosen(res, s.hil_models)) | set(self.chosen(res, s.finals)))
         _, mcfg, _ = load_checkpoint(self.mothernet_path, self.space)
         archs = [Architecture.from_list(res.front[i].blocks) for i in picks]
-        names = [f"front[{i}]" for i in picks]
+        indices: list[int | None] = [*picks, None]  # None: the mothernet
         archs.append(self.space.architecture(mcfg.choices))
-        names.append("mothernet")
         table = self.table()
-        device = self.device()
-        try:
+        with self.open_device() as device:
             measured = measure_architectures(archs, device, table, self.convert_config())
-        finally:
-            close = getattr(device, "close", None)
-            if close is not None:
-                close()
         rows = []
-        for name, arch, m in zip(names, archs, measured):
+        for index, arch, m in zip(indices, archs, measured):
             est = table.lookup(arch) / 1000.0
             meas = m.warm.median_us / 1000.0  # whole nets run back to back, as deployed
             rows.append(
                 {
-                    "model": name,
-                    "index": None if name == "mothernet" else int(name[6:-1]),
+                    "model": "mothernet" if index is None else f"front[{index}]",
+                    "index": index,
                     "lut_ms": est,
                     "measured_ms": meas,
                     "error_pct": (est - meas) / meas * 100.0,
