@@ -45,10 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from nas.bkd import BkdConfig, run_bkd
+    from nas.core.errors import DataError
+    from nas.core.spaces import get_space
     from nas.data import load_task_data
-    from nas.errors import DataError
     from nas.mothernet import MothernetConfig, build_mothernet, save_checkpoint, train_mothernet
-    from nas.spaces import get_space
 
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="bkd-time-"))
     work.mkdir(parents=True, exist_ok=True)

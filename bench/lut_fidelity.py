@@ -52,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     from latency.context import DEFAULT_ALPHA, calibrate, sums
     from latency.convert import ConvertConfig, default_cache_dir
     from latency.host import HostDevice, MeasureConfig
-    from latency.profile import measure_architectures, open_table, profile_specs
-    from nas.spaces import get_space, random_genomes
+    from latency.profiler import measure_architectures, open_table, profile_specs
+    from nas.core.spaces import get_space, random_genomes
 
     t0 = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ def cli_baseline(specs: list, workdir: Path) -> list[float]:
     command line would run it. Blocks with non-image inputs only (no sample-data download)."""
     import torch
 
-    from nas.modules import build_block, randomize_bn
+    from nas.core.modules import build_block, randomize_bn
 
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     onnx2tf = shutil.which("onnx2tf", path=env["PATH"])
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from latency.convert import ConvertConfig, convert_many
     from latency.host import HostDevice, MeasureConfig, cpu_model
-    from nas.spaces import get_space
+    from nas.core.spaces import get_space
 
     space = get_space("default", args.resolution)
     specs = space.block_specs()

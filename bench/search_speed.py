@@ -46,8 +46,8 @@ def synthetic_table(space: Any) -> Any:
 def load_inputs(args: argparse.Namespace) -> tuple[Any, Any, Any, str, str]:
     """(space, library, table, loss label, latency label) from the flags."""
     from lut.table import LatencyTable
+    from nas.core.spaces import get_space
     from nas.library import BkdLibrary
-    from nas.spaces import get_space
 
     if args.library:
         library = BkdLibrary.load(args.library)

@@ -1,14 +1,13 @@
 """``latency-profile``: profile a search space's blocks on a device into a LUT, and work with
 LUTs (export, compare, show).
 
-Thin front end: option parsing here, work in :mod:`latency.profile`; torch and TensorFlow are
+Thin front end: option parsing here, work in :mod:`latency.profiler`; torch and TensorFlow are
 imported only when a command runs, so ``--help`` is instant.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +16,8 @@ import click
 
 from latency.android.device import AdbConfig
 from latency.host import MeasureConfig
-from nas.errors import DonnaError
+from nas.core.errors import DonnaError
+from nas.core.settings import debug
 
 _D = MeasureConfig()  # the one place measurement defaults live
 _A = AdbConfig()  # ... and phone (adb) defaults
@@ -41,7 +41,7 @@ def run_cli(command: click.Command, argv: Sequence[str] | None) -> int:
         )
         return 130
     except DonnaError as exc:
-        if os.environ.get("DONNA_DEBUG"):
+        if debug():
             raise
         click.echo(f"error: {exc}", err=True)
         return 1
@@ -197,8 +197,8 @@ def cli(
     from latency.android.run import lut_path, profile_in_parallel
     from latency.convert import ConvertConfig, convert_many, default_cache_dir
     from latency.devices import ANY_PHONE, get_device
-    from latency.profile import open_table, profile_specs
-    from nas.spaces import get_space
+    from latency.profiler import open_table, profile_specs
+    from nas.core.spaces import get_space
 
     try:
         config = MeasureConfig(threads=threads, repeats=repeats, invokes=invokes, seed=seed)
@@ -282,7 +282,7 @@ def _measure_models(
     """--model: time whole models on the device, next to the LUT's estimate when it has one."""
     from latency.android.run import measure_end_to_end
     from latency.devices import get_device
-    from latency.profile import provenance_for
+    from latency.profiler import provenance_for
     from lut.table import LatencyTable, identity
 
     dev = get_device(name, config, adb)

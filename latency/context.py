@@ -23,11 +23,11 @@ import numpy as np
 
 from latency.convert import ConvertConfig
 from latency.devices import Device
-from latency.profile import measure_architectures, profile_specs
+from latency.profiler import measure_architectures, profile_specs
 from lut.table import DEFAULT_CONTEXT_ALPHA as DEFAULT_ALPHA
 from lut.table import LatencyTable
-from nas.spaces import SearchSpace, random_genomes
-from nas.specs import Architecture, spec_key
+from nas.core.spaces import SearchSpace, random_genomes
+from nas.core.specs import Architecture, spec_key
 
 __all__ = ["DEFAULT_ALPHA", "Calibration", "calibrate", "fit_alpha", "sums"]
 

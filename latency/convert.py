@@ -36,16 +36,17 @@ from typing import Any
 import numpy as np
 
 from latency.errors import ConversionError, NumericalMismatchError
-from nas.specs import Architecture, BlockSpec, describe, in_shape, spec_key
+from nas.core.specs import Architecture, BlockSpec, describe, in_shape, spec_key
 
 PIPELINE_VERSION = 2  # bump when the conversion recipe changes: old cache entries are ignored
 OPSET = 17
 
 
 def default_cache_dir() -> Path:
-    env = os.environ.get("DONNA_CACHE_DIR")
-    base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return (base if env else base / "donnav2") / "tflite"
+    """Converted models: ``$DONNA_CACHE_DIR/tflite`` (see :mod:`nas.core.settings`)."""
+    from nas.core.settings import cache_dir
+
+    return cache_dir("tflite")
 
 
 def import_tensorflow() -> Any:
@@ -349,7 +350,7 @@ class Converter:
 def _build(blocks: Sequence[BlockSpec]) -> Any:
     import torch
 
-    from nas.modules import build_block, randomize_bn
+    from nas.core.modules import build_block, randomize_bn
 
     module = (
         torch.nn.Sequential(*(build_block(b) for b in blocks))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nas.errors import DonnaError
+from nas.core.errors import DonnaError
 
 
 class DeviceError(DonnaError):

@@ -21,8 +21,8 @@ import numpy as np
 from latency.convert import ConvertConfig
 from latency.devices import Device
 from lut.table import LatencyTable, identity
-from nas.errors import DonnaError
-from nas.specs import (
+from nas.core.errors import DonnaError
+from nas.core.specs import (
     Architecture,
     BlockSpec,
     ClassifierHeadSpec,
@@ -155,7 +155,7 @@ class LatencyEstimator:
                 "config (cache folder)"
             )
         if device is not None:  # never price a device with another device's LUT
-            from latency.profile import provenance_for
+            from latency.profiler import provenance_for
 
             table.require(identity(provenance_for(device)))
         self.table = table
@@ -173,15 +173,22 @@ class LatencyEstimator:
     def predictor_report(self) -> PredictorReport | None:
         return self.predictor.report if self.predictor else None
 
-    def block_latency(self, spec: BlockSpec) -> float:
-        return self.block_latencies([spec])[0]
+    # ---- the pricer protocol (nas.core.pricing.BlockPricer) -------------------------------
+    unit = "us"
 
-    def block_latencies(self, specs: Sequence[BlockSpec]) -> list[float]:
+    def block_costs(self, specs: Sequence[BlockSpec]) -> list[float]:
+        """In-network latency (µs) of each block; missing blocks per the mode, all at once."""
         self._fill(specs)
         return [self.table.latency(s) if s in self.table else self._predicted[s] for s in specs]
 
+    def describe(self) -> str:
+        return f"latency estimator ({self.mode} mode, LUT {self.table.path or '(in memory)'})"
+
+    def block_latency(self, spec: BlockSpec) -> float:
+        return self.block_costs([spec])[0]
+
     def estimate(self, arch: Architecture | Iterable[BlockSpec]) -> float:
-        return float(sum(self.block_latencies(list(arch))))
+        return float(sum(self.block_costs(list(arch))))
 
     def estimate_many(self, archs: Sequence[Architecture]) -> np.ndarray:
         self._fill([b for a in archs for b in a.blocks])
@@ -196,7 +203,7 @@ class LatencyEstimator:
         if self.mode == "lut":
             self.table.lookup(missing)  # raises LutMissError naming every missing block
         elif self.mode == "measure":
-            from latency.profile import profile_specs
+            from latency.profiler import profile_specs
 
             assert self.device is not None and self.convert_config is not None
             profile_specs(missing, self.device, self.table, self.convert_config)

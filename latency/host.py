@@ -34,7 +34,7 @@ import numpy as np
 
 from latency.errors import MeasurementError
 from latency.stats import LatencyStats, relative_spread, summarize
-from nas.specs import MBConvSpec
+from nas.core.specs import MBConvSpec
 
 # A mid-sized block measured in every round to track drift. Fixed, so that every LUT of a
 # device is on one scale whatever the space.

@@ -7,7 +7,7 @@ Layout (schema ``donnav2-lut``, version 1)::
                     "converter": {...}, "measure": {...}, "reference": {...}},
      "entries": {"<canonical spec key>": {"spec": {...}, "median_us": ..., ...}}}
 
-Entries are keyed by :func:`nas.specs.spec_key`. Every change is written atomically
+Entries are keyed by :func:`nas.core.specs.spec_key`. Every change is written atomically
 (temporary file, fsync, rename), so a crash or kill -9 leaves either the old or the new file,
 never a torn one.
 """
@@ -17,9 +17,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import statistics
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +30,8 @@ from lut.errors import (
     LutSchemaError,
     LutWriteError,
 )
-from nas.specs import Architecture, BlockSpec, describe, spec_from_key, spec_key
+from nas.core.files import atomic_write_text
+from nas.core.specs import Architecture, BlockSpec, describe, spec_from_key, spec_key
 
 SCHEMA = "donnav2-lut"
 SCHEMA_VERSION = 1
@@ -65,32 +64,6 @@ def identity(provenance: Mapping[str, Any]) -> dict[str, Any]:
         "threads": provenance.get("threads"),
         "converter": provenance.get("converter"),
     }
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old or the new content, never half."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:
-        dfd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 @dataclass
@@ -245,6 +218,19 @@ class LatencyTable:
         if entry is None:
             raise self._miss([spec])
         return float(entry[LATENCY_FIELD])
+
+    # ---- the pricer protocol (nas.core.pricing.BlockPricer) -------------------------------
+    unit = "us"
+
+    def block_costs(self, specs: Iterable[BlockSpec]) -> list[float]:
+        """In-network latency (µs) of each block; a :class:`LutMissError` names every
+        missing block at once."""
+        specs = list(specs)
+        self.lookup(specs)
+        return [self.latency(b) for b in specs]
+
+    def describe(self) -> str:
+        return f"LUT {self.path or '(in memory)'}"
 
     def lookup(self, arch: Architecture | Iterable[BlockSpec]) -> float:
         """Latency of an architecture in microseconds: the sum over its blocks, stem and head

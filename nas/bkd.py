@@ -50,13 +50,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from lut.table import atomic_write_text
-from nas.errors import BkdError
+from nas.core.errors import BkdError
+from nas.core.files import atomic_write_text, file_sha256
+from nas.core.spaces import SearchSpace, SlotOption
+from nas.core.specs import spec_key
 from nas.executor import Executor, InlineExecutor, ProcessExecutor
-from nas.library import BkdEntry, BkdLibrary, LibraryError, file_sha256, option_key
+from nas.library import BkdEntry, BkdLibrary, LibraryError, option_key
 from nas.mothernet import BlockNetwork, build_slot, load_checkpoint, recalibrate_bn
-from nas.spaces import SearchSpace, SlotOption
-from nas.specs import spec_key
 
 if TYPE_CHECKING:
     from nas.data import TaskData
@@ -175,7 +175,7 @@ def compute_teacher_features(
 ) -> TeacherFeatures:
     """Write (or reuse, when ``folder``'s manifest has the same ``key``) the teacher's
     features. Memory: one chunk of images and its features at a time."""
-    from latency.progress import progress_bar
+    from nas.core.progress import progress_bar
 
     folder = Path(folder)
     n_slots = len(net.slots)
@@ -575,7 +575,7 @@ def run_bkd(
         executor = (
             InlineExecutor() if config.workers == 1 else ProcessExecutor(config.workers, threads)
         )
-    from latency.progress import progress_bar
+    from nas.core.progress import progress_bar
 
     bar = progress_bar(len(tasks), f"BKD {space.name}", unit="option") if progress else None
     inline = isinstance(executor, InlineExecutor)

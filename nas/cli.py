@@ -45,7 +45,7 @@ def cli() -> None:
 @click.option("--resolution", type=int, default=None, help="Input resolution.")
 def space(name: str, resolution: int | None) -> None:
     """Describe a search space: slots, options per slot, size and distinct blocks."""
-    from nas.spaces import get_space
+    from nas.core.spaces import get_space
 
     sp = get_space(name, resolution)
     click.echo(f"space {sp.name} ({sp.task}) @{sp.resolution}px, {sp.n_slots} slots")
@@ -104,9 +104,9 @@ def train_mothernet_cmd(
     """Train a mothernet (the teacher) on a task and save it with its config."""
     import torch
 
+    from nas.core.spaces import TASK_SPACES, get_space
     from nas.data import load_task_data
     from nas.mothernet import MothernetConfig, build_mothernet, save_checkpoint, train_mothernet
-    from nas.spaces import TASK_SPACES, get_space
 
     sp = get_space(space_name or TASK_SPACES[task], resolution)
     if sp.task != task:
@@ -163,10 +163,10 @@ def bkd_cmd(
     """Blockwise knowledge distillation: train every option of every slot to mimic the
     mothernet's slot; record its normalised MSE in a library."""
     from nas.bkd import BkdConfig, library_summary, run_bkd
+    from nas.core.spaces import get_space
     from nas.data import load_task_data
     from nas.mothernet import load_checkpoint
     from nas.pipeline import checkpoint_data
-    from nas.spaces import get_space
 
     _, mcfg, meta = load_checkpoint(mothernet)
     sp = get_space(space_name, mcfg.space.resolution) if space_name else mcfg.space
@@ -221,8 +221,9 @@ def filter_cmd(
 ) -> None:
     """Drop options whose cost is high for their BKD loss level."""
     from lut.table import LatencyTable
+    from nas.core.files import file_sha256
     from nas.filter import FilterConfig, filter_space
-    from nas.library import BkdLibrary, file_sha256
+    from nas.library import BkdLibrary
 
     lib = BkdLibrary.load(bkd_path)
     if mothernet is not None:

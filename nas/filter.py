@@ -9,7 +9,7 @@ dropped. The rule here, exactly:
    the *mothernet's* input channels for that slot: the stem's for slot 0, else the previous
    stage's channels at width 1.0 (at the previous slot's widest width when 1.0 is not offered).
    Block costs are LUT latencies (µs, in-network context model) when a LUT or an estimator is
-   given, else MACs (:func:`nas.specs.macs`) as the FLOPs proxy.
+   given, else MACs (:func:`nas.core.specs.macs`) as the FLOPs proxy.
 2. **Loss levels**: a slot's options are sorted by ``nmse``; the lowest not yet grouped opens a
    level holding every remaining option with ``nmse <= anchor * (1 + loss_tolerance)``; repeat.
 3. **Drop** an option when its cost exceeds ``(1 + threshold)`` times the cheapest cost in its
@@ -30,32 +30,23 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import Any, NamedTuple
 
-from nas.errors import FilterError, SpaceError
-from nas.jsonfile import read_versioned_json
+from nas.core.errors import FilterError, SpaceError
+from nas.core.files import read_versioned_json
+from nas.core.pricing import CostSource, as_pricer
+from nas.core.spaces import SearchSpace, SlotOption
+from nas.core.specs import MBConvSpec
 from nas.library import BkdLibrary, LibraryError
-from nas.spaces import SearchSpace, SlotOption
-from nas.specs import BlockSpec, MBConvSpec, macs
 
 SCHEMA = "donnav2-filtered-space"
 SCHEMA_VERSION = 1
 
 DEFAULT_THRESHOLD = 0.2  # drop when cost > 1.2 x the cheapest option of the same loss level
 DEFAULT_LOSS_TOLERANCE = 0.1  # a loss level spans 10% (relative) above its lowest nmse
-
-
-@runtime_checkable
-class BlockPricer(Protocol):
-    """Anything that prices many blocks at once (e.g. a :class:`LatencyEstimator`)."""
-
-    def block_latencies(self, specs: Sequence[BlockSpec]) -> list[float]: ...
-
-
-CostSource = BlockPricer | Callable[[BlockSpec], float] | None
 
 
 @dataclass(frozen=True)
@@ -158,7 +149,7 @@ class FilterReport:
     def save(self, path: str | Path) -> Path:
         """Write the filtered space, this report and the library's mothernet hash as JSON, so
         that a search can check the space belongs to its library (:func:`load_filtered_space`)."""
-        from lut.table import atomic_write_text
+        from nas.core.files import atomic_write_text
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -199,32 +190,14 @@ def option_blocks(space: SearchSpace) -> list[list[list[MBConvSpec]]]:
 def option_costs(space: SearchSpace, cost: CostSource = None) -> tuple[list[list[float]], str, str]:
     """Cost of every option per slot, its unit and a description of its source.
 
-    ``cost`` is a LUT (:class:`~lut.table.LatencyTable`), an estimator (anything with
-    ``block_latencies``: all blocks are priced in one call, so a LUT miss names every missing
-    block and ``measure`` mode measures them once), a function of one block, or ``None`` for
-    MACs."""
-    from lut.table import LatencyTable
-
+    ``cost``: anything :func:`nas.core.pricing.as_pricer` takes (a LUT, an estimator, a
+    function of one block, or ``None`` for MACs); every block is priced in one call."""
+    pricer = as_pricer(cost)
     blocks = option_blocks(space)
     flat = list(dict.fromkeys(b for slot in blocks for opt in slot for b in opt))
-    if cost is None:
-        price = {b: float(macs(b)) for b in flat}
-        unit, source = "MACs", "MACs (no LUT given)"
-    elif isinstance(cost, LatencyTable):
-        cost.lookup(flat)  # raises LutMissError naming every missing block
-        price = {b: cost.latency(b) for b in flat}
-        unit, source = "us", f"LUT {cost.path or '(in memory)'}"
-    elif isinstance(cost, BlockPricer):
-        price = dict(zip(flat, (float(v) for v in cost.block_latencies(flat))))
-        mode = getattr(cost, "mode", "")
-        table = getattr(cost, "table", None)
-        where = getattr(table, "path", None) or "(in memory)"
-        unit, source = "us", f"latency estimator ({mode} mode, LUT {where})"
-    else:
-        price = {b: float(cost(b)) for b in flat}
-        unit, source = "cost", "custom cost function"
+    price = dict(zip(flat, pricer.block_costs(flat)))
     costs = [[sum(price[b] for b in opt) for opt in slot] for slot in blocks]
-    return costs, unit, source
+    return costs, pricer.unit, pricer.describe()
 
 
 # ---- the rule -------------------------------------------------------------------------------

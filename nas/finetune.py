@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from nas.errors import DonnaError
+from nas.core.errors import DonnaError
 
 
 class FinetuneError(DonnaError, ValueError):

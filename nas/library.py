@@ -3,7 +3,7 @@ mothernet's block (its normalised held-out MSE), with provenance.
 
 One JSON file, written atomically after every finished option (so a crash loses at most the
 option in flight). Entries are keyed by slot index and the option itself (a
-:class:`~nas.spaces.SlotOption`), never by its position in a list: a filtered space (fewer
+:class:`~nas.core.spaces.SlotOption`), never by its position in a list: a filtered space (fewer
 options per slot) reads the same library. Student weights live beside the JSON in
 ``<library stem>.weights/``, one ``.pt`` file per entry, referenced relative to the JSON.
 
@@ -12,17 +12,15 @@ Nothing here imports torch.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lut.table import atomic_write_text
-from nas.errors import DonnaError
-from nas.jsonfile import read_versioned_json
-from nas.spaces import SearchSpace, SlotOption
+from nas.core.errors import DonnaError
+from nas.core.files import atomic_write_text, read_versioned_json
+from nas.core.spaces import SearchSpace, SlotOption
 
 SCHEMA = "donnav2-bkd"
 SCHEMA_VERSION = 1
@@ -62,14 +60,6 @@ class BkdEntry:
         d = dict(d)
         d["option"] = SlotOption(**d["option"])
         return cls(**d)
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class BkdLibrary:

@@ -1,8 +1,8 @@
 """Mothernets: the trained networks whose blocks BKD distils, and the student networks.
 
 A :class:`BlockNetwork` is ``stem -> slots[0] -> ... -> slots[n-1] -> head``: one
-``nn.Sequential`` of blocks per slot (stage) of a :class:`~nas.spaces.SearchSpace`. The same
-class holds the mothernet (the teacher, built from one :class:`~nas.spaces.SlotOption` per
+``nn.Sequential`` of blocks per slot (stage) of a :class:`~nas.core.spaces.SearchSpace`. The same
+class holds the mothernet (the teacher, built from one :class:`~nas.core.spaces.SlotOption` per
 slot: :func:`default_teacher_choices`) and every student architecture
 (``build_network(space, chosen_options)``). For the ``quick`` space the teacher is a small
 EfficientNet-like CIFAR classifier; for ``default`` it is EfficientNet-B0 (its own per-stage
@@ -22,9 +22,9 @@ Bring your own mothernet
 A trained network of your own can be used when it is (or can be rewritten as) an ordered list
 of blocks grouped into the slots of a search space, plus a stem and a head:
 
-1. Describe it: a :class:`~nas.spaces.SearchSpace` whose stages have your stage output
+1. Describe it: a :class:`~nas.core.spaces.SearchSpace` whose stages have your stage output
    channels and strides, stem and head (``SearchSpace(name=..., stages=..., options=...)``),
-   and one :class:`~nas.spaces.SlotOption` per slot describing your blocks
+   and one :class:`~nas.core.spaces.SlotOption` per slot describing your blocks
    (``MothernetConfig(space, choices)``).
 2. Either build ``net = build_network(space, choices)`` and copy your trained weights into it
    (``net.load_state_dict(yours)`` with keys ``stem.*``, ``slots.<slot>.<block>.*``,
@@ -55,10 +55,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from nas.errors import MothernetError
-from nas.modules import build_block
-from nas.spaces import B0_DEPTHS, B0_KERNELS, B0_STAGES, SearchSpace, SlotOption
-from nas.specs import spec_key
+from nas.core.errors import MothernetError
+from nas.core.modules import build_block
+from nas.core.spaces import B0_DEPTHS, B0_KERNELS, B0_STAGES, SearchSpace, SlotOption
+from nas.core.specs import spec_key
 
 if TYPE_CHECKING:
     from nas.data import TaskData
@@ -383,7 +383,7 @@ def train_mothernet(
     """
     cfg = TrainConfig(epochs, batch_size, lr, weight_decay, optimizer, seed, augment)
     _check_data(net, data)
-    from latency.progress import progress_bar
+    from nas.core.progress import progress_bar
     from nas.data import task_metric
 
     x_all, y_all = _tensor(data.train_x).float(), _tensor(data.train_y)

@@ -26,9 +26,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from lut.table import atomic_write_text
-from nas.errors import DonnaError
-from nas.spaces import TASK_SPACES, SearchSpace, get_space
+from nas.core.errors import DonnaError
+from nas.core.files import atomic_write_text
+from nas.core.spaces import TASK_SPACES, SearchSpace, get_space
 
 DEFAULT_WORKERS = 2
 STAGES = ("mothernet", "lut", "bkd", "filter", "search", "hil", "finetune", "report")
@@ -359,7 +359,7 @@ class Pipeline:
         return {"metric": metrics.get("value"), "metrics": metrics}
 
     def stage_lut(self) -> dict[str, Any]:
-        from latency.profile import open_table, profile_specs
+        from latency.profiler import open_table, profile_specs
 
         with self.open_device() as device:
             table = open_table(self.config.lut_path(), device, resume=True)
@@ -444,10 +444,10 @@ class Pipeline:
         return spread_indices(lats, max(2, n))[:n] if lats else []
 
     def stage_hil(self) -> dict[str, Any]:
-        from latency.profile import measure_architectures
+        from latency.profiler import measure_architectures
+        from nas.core.specs import Architecture
         from nas.mothernet import load_checkpoint
         from nas.search import load_pareto
-        from nas.specs import Architecture
 
         res = load_pareto(self.path("search/pareto.json"))
         s = self.config.sizes
@@ -572,8 +572,9 @@ def finetune_pick(
     default to those recorded in the Pareto file's provenance and the mothernet checkpoint."""
     import torch
 
+    from nas.core.files import file_sha256
     from nas.finetune import FinetuneConfig, finetune
-    from nas.library import BkdLibrary, file_sha256
+    from nas.library import BkdLibrary
     from nas.mothernet import (
         MothernetConfig,
         build_network,

@@ -34,12 +34,12 @@ from typing import Any
 
 import numpy as np
 
-from nas.errors import SearchError, SpaceError
-from nas.filter import BlockPricer
-from nas.jsonfile import read_versioned_json
+from nas.core.errors import SearchError, SpaceError
+from nas.core.files import read_versioned_json
+from nas.core.pricing import BlockPricer
+from nas.core.spaces import SearchSpace
+from nas.core.specs import BlockSpec
 from nas.library import BkdLibrary, LibraryError
-from nas.spaces import SearchSpace
-from nas.specs import BlockSpec
 
 SCHEMA = "donnav2-pareto"
 SCHEMA_VERSION = 1
@@ -138,9 +138,7 @@ def latency_model(space: SearchSpace, pricer: Any) -> LatencyModel:
     """Price every block the space can contain in one call and tabulate it.
 
     ``pricer``: a :class:`~latency.estimator.LatencyEstimator` (any mode), a
-    :class:`~lut.table.LatencyTable`, or anything with ``block_latencies(specs)`` (µs)."""
-    from lut.table import LatencyTable
-
+    :class:`~lut.table.LatencyTable`: any :class:`~nas.core.pricing.BlockPricer` in µs."""
     states: list[list[int]] = [[space.stem_chs]]
     next_state: list[np.ndarray] = []
     slot_specs: list[list[list[list[BlockSpec]]]] = []
@@ -155,17 +153,12 @@ def latency_model(space: SearchSpace, pricer: Any) -> LatencyModel:
     flat += [b for slot in slot_specs for row in slot for opt in row for b in opt]
     flat += heads
     unique = list(dict.fromkeys(flat))
-    if isinstance(pricer, LatencyTable):
-        pricer.lookup(unique)  # raises LutMissError naming every missing block
-        values = [pricer.latency(b) for b in unique]
-    elif isinstance(pricer, BlockPricer):
-        values = [float(v) for v in pricer.block_latencies(unique)]
-    else:
+    if not isinstance(pricer, BlockPricer):
         raise SearchError(
             f"cannot price blocks with a {type(pricer).__name__}; pass a LatencyEstimator or a "
             "LatencyTable"
         )
-    price = dict(zip(unique, values))
+    price = dict(zip(unique, (float(v) for v in pricer.block_costs(unique))))
     slot_us = tuple(
         np.array([[sum(price[b] for b in opt) for opt in row] for row in slot])
         for slot in slot_specs
@@ -321,7 +314,7 @@ class SearchResult:
 
     def save(self, out_dir: str | Path) -> tuple[Path, Path]:
         """Write ``pareto.json`` and ``pareto.png`` into ``out_dir``."""
-        from lut.table import atomic_write_text
+        from nas.core.files import atomic_write_text
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)

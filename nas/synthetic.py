@@ -7,9 +7,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from lut.table import LatencyTable
+from nas.core.spaces import SearchSpace
+from nas.core.specs import BlockSpec, macs
 from nas.library import BkdEntry, BkdLibrary
-from nas.spaces import SearchSpace
-from nas.specs import BlockSpec, macs
 
 
 def synthetic_latency(spec: BlockSpec) -> float:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from nas.errors import DonnaError
+from nas.core.errors import DonnaError
 
 
 class ValidationError(DonnaError, ValueError):

@@ -53,8 +53,8 @@ def test_estimator_measure_mode_and_whole_models(phone, cache_dir, convert_confi
     from latency.convert import Converter
     from latency.estimator import LatencyEstimator
     from latency.host import MeasureConfig
-    from latency.profile import open_table
-    from nas.spaces import get_space
+    from latency.profiler import open_table
+    from nas.core.spaces import get_space
 
     out = tmp_path / "s10.json"
     space = get_space("quick")

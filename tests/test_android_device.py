@@ -14,8 +14,8 @@ from adb_emulator.standin import STANDIN_BINARY
 from latency.android.binary import SCRIPT, BenchmarkBinaryError, check_abi, elf_abi
 from latency.android.device import AdbConfig, AndroidDevice, select_serial
 from latency.android.errors import DeviceSelectionError
-from latency.android.profiles import GALAXY_S10_EXYNOS
-from latency.android.report import parse_run_report
+from latency.android.phones import GALAXY_S10_EXYNOS
+from latency.android.run_report import parse_run_report
 from latency.host import MeasureConfig
 
 adb = pytest.mark.adb
@@ -31,7 +31,7 @@ def adb_config(**kw) -> AdbConfig:
 
 def tiny_models(convert_config, n: int) -> list[tuple[object, Path]]:
     from latency.convert import convert_many
-    from nas.spaces import get_space
+    from nas.core.spaces import get_space
 
     specs = get_space("quick").block_specs()[:n]
     done, failed = convert_many(specs, convert_config, 1)
@@ -147,7 +147,7 @@ def test_device_scripts_pass_shellcheck() -> None:
 
 
 def test_throttle_reasons_and_cut_report() -> None:
-    from latency.android.report import throttle_reasons
+    from latency.android.run_report import throttle_reasons
 
     text = (Path(__file__).parent / "data" / "run_benchmark" / "report_s10.txt").read_text()
     cut = text[: text.index("@@donna run 2 end")]

@@ -230,7 +230,7 @@ def test_summarize_runs():
 def test_import_is_light():
     code = (
         "import sys, latency.android, latency.android.benchmark_output, "
-        "latency.android.profiles\n"
+        "latency.android.phones\n"
         "heavy = [m for m in ('numpy', 'tensorflow', 'torch', 'adbutils') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )

@@ -1,11 +1,11 @@
-"""latency.android.profiles: device profiles and the device-info text parsers."""
+"""latency.android.phones: device profiles and the device-info text parsers."""
 
 from __future__ import annotations
 
 import pytest
 
 from latency.android.errors import DeviceInfoError
-from latency.android.profiles import (
+from latency.android.phones import (
     GALAXY_S10_EXYNOS,
     GALAXY_S10_SNAPDRAGON,
     DeviceProfile,

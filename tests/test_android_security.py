@@ -13,7 +13,7 @@ from adb_emulator.standin import STANDIN_BINARY
 from latency.android.device import AdbConfig, AndroidDevice
 from latency.convert import Converter
 from latency.host import REFERENCE_SPEC, MeasureConfig
-from nas.spaces import get_space
+from nas.core.spaces import get_space
 
 HOSTILE = "it's a \"test\"; touch HACKED $(touch HACKED2) `touch HACKED3` & | <x> *"
 FAST = MeasureConfig(warmup=1, repeats=2, invokes=3, max_extra_rounds=0)

@@ -9,10 +9,12 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from nas.bkd import BkdConfig, check_resume, option_seed, run_bkd  # noqa: E402
+from nas.core.errors import BkdError, MothernetError  # noqa: E402
+from nas.core.files import file_sha256  # noqa: E402
+from nas.core.spaces import SlotOption, get_space  # noqa: E402
 from nas.data import load_task_data  # noqa: E402
-from nas.errors import BkdError, MothernetError  # noqa: E402
 from nas.executor import Executor, InlineExecutor, ProcessExecutor  # noqa: E402
-from nas.library import BkdLibrary, LibraryError, file_sha256  # noqa: E402
+from nas.library import BkdLibrary, LibraryError  # noqa: E402
 from nas.mothernet import (  # noqa: E402
     MothernetConfig,
     build_mothernet,
@@ -21,7 +23,6 @@ from nas.mothernet import (  # noqa: E402
     save_checkpoint,
     train_mothernet,
 )
-from nas.spaces import SlotOption, get_space  # noqa: E402
 
 TEACHER = SlotOption(3, 3.0, 0.0, 2, 1.0, "silu")  # an option of the quick space
 CRIPPLED = SlotOption(3, 1.0, 0.0, 1, 0.25, "silu")  # 1/4 of the channels, no expansion

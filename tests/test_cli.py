@@ -11,7 +11,7 @@ import pytest
 from latency.cli import main as latency_main
 from lut import LatencyTable
 from nas.cli import main as donna_main
-from nas.spaces import get_space
+from nas.core.spaces import get_space
 
 PROV = {
     "device": {"id": "host-x", "cpu": "cpu"},
@@ -61,7 +61,7 @@ def test_corrupt_lut_is_refused_and_kept(capsys, tmp_path):
 
 def test_lut_of_other_threads_is_refused(capsys, tmp_path):
     from latency.host import HostDevice, MeasureConfig
-    from latency.profile import provenance_for
+    from latency.profiler import provenance_for
 
     path = tmp_path / "lut.json"
     LatencyTable.create(path, provenance_for(HostDevice(MeasureConfig(threads=1))))

@@ -9,8 +9,8 @@ import pytest
 
 from latency.convert import ConvertConfig, Converter, convert_many, run_tflite
 from latency.errors import NumericalMismatchError
-from nas.spaces import get_space
-from nas.specs import MBConvSpec
+from nas.core.spaces import get_space
+from nas.core.specs import MBConvSpec
 
 pytestmark = pytest.mark.slow
 QUICK = get_space("quick")
@@ -33,7 +33,7 @@ def test_block_converts_matches_torch_and_is_cached(convert_config):
 def test_tflite_output_equals_torch_output(convert_config):
     import torch
 
-    from nas.modules import build_block, randomize_bn
+    from nas.core.modules import build_block, randomize_bn
 
     spec = MBConvSpec(16, 24, 3, 2, 6, 0.0, "relu6", 16, 16)
     res = Converter(convert_config).convert_block(spec)

@@ -12,8 +12,8 @@ import time
 import pytest
 
 from lut import LatencyTable
-from nas.spaces import get_space
-from nas.specs import spec_key
+from nas.core.spaces import get_space
+from nas.core.specs import spec_key
 
 pytestmark = pytest.mark.slow
 

@@ -4,8 +4,8 @@ import pytest
 
 from latency.estimator import EstimatorError, LatencyEstimator
 from lut import LatencyTable, LutMissError
-from nas.spaces import get_space, random_genomes
-from nas.specs import describe, macs
+from nas.core.spaces import get_space, random_genomes
+from nas.core.specs import describe, macs
 
 PROV = {"device": {"id": "host-x"}, "runtime": "rt", "threads": 1, "converter": {"v": "1"}}
 QUICK = get_space("quick")
@@ -69,7 +69,7 @@ def test_bad_modes(tmp_path):
 @pytest.mark.slow
 def test_measure_mode_measures_and_saves_missing_blocks(tmp_path, convert_config, fast_measure):
     from latency.host import HostDevice
-    from latency.profile import open_table
+    from latency.profiler import open_table
 
     dev = HostDevice(fast_measure)
     table = open_table(tmp_path / "lut.json", dev)
@@ -90,7 +90,7 @@ def test_measure_mode_measures_and_saves_missing_blocks(tmp_path, convert_config
 
 def test_lut_of_another_device_is_refused_for_lookup(tmp_path):
     from latency.host import HostDevice, MeasureConfig
-    from latency.profile import provenance_for
+    from latency.profiler import provenance_for
     from lut import LutMismatchError
 
     t = LatencyTable.create(tmp_path / "l.json", provenance_for(HostDevice(MeasureConfig())))

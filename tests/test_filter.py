@@ -7,7 +7,9 @@ import pytest
 
 from latency.estimator import LatencyEstimator
 from lut import LatencyTable, LutMissError
-from nas.errors import FilterError
+from nas.core.errors import FilterError
+from nas.core.spaces import get_space
+from nas.core.specs import describe, macs
 from nas.filter import (
     FilterConfig,
     filter_slot,
@@ -18,8 +20,6 @@ from nas.filter import (
     slot_input_chs,
 )
 from nas.library import BkdLibrary
-from nas.spaces import get_space
-from nas.specs import describe, macs
 from nas.synthetic import synthetic_latency, synthetic_library, synthetic_table
 
 QUICK = get_space("quick")

@@ -6,7 +6,7 @@ import pytest
 
 from latency.convert import Converter
 from latency.host import REFERENCE_SPEC, HostDevice, MeasureConfig
-from nas.specs import MBConvSpec
+from nas.core.specs import MBConvSpec
 
 pytestmark = pytest.mark.slow
 

@@ -15,8 +15,8 @@ from lut import (
     compare_tables,
 )
 from lut.table import identity, in_network_latency
-from nas.spaces import get_space
-from nas.specs import describe, spec_key
+from nas.core.spaces import get_space
+from nas.core.specs import describe, spec_key
 
 PROV = {
     "device": {"id": "host-abc", "cpu": "test cpu"},

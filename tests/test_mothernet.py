@@ -9,9 +9,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from nas.core.errors import MothernetError  # noqa: E402
+from nas.core.modules import randomize_bn  # noqa: E402
+from nas.core.spaces import B0_DEPTHS, B0_KERNELS, SlotOption, StageDef, get_space  # noqa: E402
 from nas.data import load_task_data  # noqa: E402
-from nas.errors import MothernetError  # noqa: E402
-from nas.modules import randomize_bn  # noqa: E402
 from nas.mothernet import (  # noqa: E402
     BlockNetwork,
     MothernetConfig,
@@ -24,7 +25,6 @@ from nas.mothernet import (  # noqa: E402
     save_checkpoint,
     train_mothernet,
 )
-from nas.spaces import B0_DEPTHS, B0_KERNELS, SlotOption, StageDef, get_space  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,9 @@ import pytest
 
 from latency.estimator import LatencyEstimator
 from lut import LatencyTable, LutMissError
-from nas.errors import SearchError
+from nas.core.errors import SearchError
+from nas.core.spaces import SearchSpace, StageDef, get_space, product_options
+from nas.core.specs import describe
 from nas.filter import filter_space
 from nas.library import BkdLibrary
 from nas.search import (
@@ -20,8 +22,6 @@ from nas.search import (
     pick,
     run_search,
 )
-from nas.spaces import SearchSpace, StageDef, get_space, product_options
-from nas.specs import describe
 from nas.synthetic import synthetic_library, synthetic_table
 
 QUICK = get_space("quick")

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from nas.errors import SpaceError
-from nas.spaces import SearchSpace, get_space, random_genomes
-from nas.specs import spec_key
+from nas.core.errors import SpaceError
+from nas.core.spaces import SearchSpace, get_space, random_genomes
+from nas.core.specs import spec_key
 
 
 def test_quick_space_size():
@@ -65,7 +65,7 @@ def test_random_genomes_are_seeded_and_distinct():
 
 @pytest.mark.parametrize(("name", "scale"), [("quick-denoise", 1), ("quick-sr", 2)])
 def test_image_spaces_end_with_an_image_head(name, scale):
-    from nas.specs import ImageHeadSpec, out_shape, spec_from_key
+    from nas.core.specs import ImageHeadSpec, out_shape, spec_from_key
 
     sp = get_space(name)
     arch = sp.decode([0] * sp.n_slots)
@@ -85,7 +85,7 @@ def test_unknown_task_is_refused():
 
 def test_image_head_module_shapes():
     torch = pytest.importorskip("torch")
-    from nas.modules import build_architecture
+    from nas.core.modules import build_architecture
 
     sp = get_space("quick-sr")
     net = build_architecture(sp.decode([3, 7, 11]))

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from nas.errors import SpecError
-from nas.specs import (
+from nas.core.errors import SpecError
+from nas.core.specs import (
     Architecture,
     ClassifierHeadSpec,
     ConvBnActSpec,
@@ -115,7 +115,8 @@ def test_architecture_checks_shapes():
     stem = ConvBnActSpec(3, 16, 3, 2, "silu", 32, 32)
     blk = MBConvSpec(16, 24, 3, 2, 6, 0, "silu", 16, 16)
     head = ClassifierHeadSpec(24, 64, 10, "silu", 8, 8)
-    arch = Architecture((stem, blk, head))
+    arch = Architecture(stem, ((blk,),), head)
     assert len(arch) == 3 and Architecture.from_list(arch.to_list()) == arch
+    assert Architecture.from_dict(arch.to_dict()) == arch and arch.blocks == (stem, blk, head)
     with pytest.raises(SpecError, match="expects input"):
-        Architecture((stem, MBConvSpec(16, 24, 3, 2, 6, 0, "silu", 32, 32), head))
+        Architecture(stem, ((MBConvSpec(16, 24, 3, 2, 6, 0, "silu", 32, 32),),), head)

@@ -42,9 +42,9 @@ _MACHINES = {(183, 2): "arm64-v8a", (40, 1): "armeabi-v7a", (62, 2): "x86_64", (
 
 def default_binary_dir() -> Path:
     """``$DONNA_CACHE_DIR/benchmark_model`` or ``~/.cache/donnav2/benchmark_model``."""
-    from latency.convert import default_cache_dir  # the one place the cache root is defined
+    from nas.core.settings import cache_dir
 
-    return default_cache_dir().parent / "benchmark_model"
+    return cache_dir("benchmark_model")
 
 
 def elf_abi(head: bytes) -> str | None:

@@ -51,9 +51,10 @@ from latency.android.errors import (
     DeviceTimeoutError,
     PushError,
 )
-from latency.android.profiles import DeviceProfile, profile_for, watched_zone_types
-from latency.android.report import DeviceInfo, ModelReport, parse_device_info, parse_run_report
+from latency.android.phones import DeviceProfile, profile_for, watched_zone_types
+from latency.android.run_report import DeviceInfo, ModelReport, parse_device_info, parse_run_report
 from latency.host import MeasureConfig
+from nas.core.files import file_sha256
 
 __all__ = ["WORK_ROOT", "AdbConfig", "AndroidDevice", "ShellResult", "attached_serials"]
 
@@ -154,14 +155,6 @@ def select_serial(requested: str | None) -> str:
             "--device SERIAL (several --device options profile them in parallel)"
         )
     return serials[0]
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class AndroidDevice:
@@ -433,7 +426,7 @@ class AndroidDevice:
     def push_once(self, local: Path, folder: str, name: str, mode: int = 0o644) -> str:
         """Push ``local`` to ``folder/SHA/name`` unless a file of that content is there."""
         local = Path(local)
-        digest = _sha256(local)
+        digest = file_sha256(local)
         remote = self._pushed.get(digest)
         if remote is not None:
             return remote

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from latency.android.benchmark_output import BenchmarkRun, parse_benchmark_output
 from latency.android.errors import BenchmarkFailedError, BenchmarkOutputError
-from latency.android.report import ModelReport, throttle_reasons
+from latency.android.run_report import ModelReport, throttle_reasons
 from latency.stats import LatencyStats, relative_spread, summarize
 
 if TYPE_CHECKING:

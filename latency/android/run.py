@@ -1,7 +1,7 @@
 """What ``latency-profile`` does with phones: profile several in parallel (one worker per
 phone, one LUT each) and measure whole models end to end (hardware in the loop).
 
-Kept apart from :mod:`latency.cli` (option parsing) and from :mod:`latency.profile` (the
+Kept apart from :mod:`latency.cli` (option parsing) and from :mod:`latency.profiler` (the
 device-independent profiling loop), which both stay as they are for the host.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from latency.errors import DeviceError
-from nas.errors import DonnaError
+from nas.core.errors import DonnaError
 
 __all__ = ["DeviceRun", "ModelTiming", "lut_path", "measure_end_to_end", "profile_in_parallel"]
 
@@ -90,7 +90,7 @@ def parse_model_arg(text: str, space: Any) -> tuple[str, Any]:
     """``FILE.tflite`` -> ("file", Path); ``ARCH.json`` (a list of block specs, as
     ``Architecture.to_list()`` writes) or a genome ``i,j,k,...`` of ``space`` ->
     ("arch", Architecture)."""
-    from nas.specs import Architecture
+    from nas.core.specs import Architecture
 
     path = Path(text).expanduser()
     if path.suffix == ".tflite":

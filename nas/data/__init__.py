@@ -4,10 +4,10 @@ their metrics. Nothing downloads; heavy libraries (torch, PIL, scikit-image, mlx
 imported only when data is loaded. User guide: ``docs/data.md``.
 """
 
+from nas.core.errors import DataError
 from nas.data.metrics import psnr, task_metric, top1
-from nas.data.spec import TASKS, DataSpec, parse_data_spec
+from nas.data.sources import TASKS, DataSpec, parse_data_spec
 from nas.data.tasks import TaskData, load_task_data
-from nas.errors import DataError
 
 __all__ = [
     "TASKS",

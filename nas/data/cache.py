@@ -14,10 +14,9 @@ CACHE_VERSION = 1  # bump when a decoder changes what it produces: old entries a
 
 def default_cache_dir() -> Path:
     """``$DONNA_CACHE_DIR/data``, else ``$XDG_CACHE_HOME/donnav2/data`` (``~/.cache/...``)."""
-    env = os.environ.get("DONNA_CACHE_DIR")
-    if env:
-        return Path(env) / "data"
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "donnav2" / "data"
+    from nas.core.settings import cache_dir
+
+    return cache_dir("data")
 
 
 def source_key(name: str, path: Path) -> str:
@@ -59,6 +58,6 @@ def save_arrays(cache_dir: Path, key: str, arrays: dict[str, np.ndarray]) -> Non
 
 def progress(total: int, desc: str) -> Any:
     """A tqdm bar on stderr (``DONNA_NO_PROGRESS=1`` silences it)."""
-    from latency.progress import progress_bar
+    from nas.core.progress import progress_bar
 
     return progress_bar(total, desc, unit="img")

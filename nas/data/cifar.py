@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from nas.core.errors import DataError
 from nas.data.cache import load_arrays, progress, save_arrays, source_key
 from nas.data.classification import (
     SALT_TRAIN,
@@ -31,8 +32,7 @@ from nas.data.classification import (
     rng,
     subset_split,
 )
-from nas.data.spec import WHERE_TO_GET
-from nas.errors import DataError
+from nas.data.sources import WHERE_TO_GET
 
 CLASSES = (
     "airplane",

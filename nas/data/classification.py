@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from nas.data.spec import WHERE_TO_GET
-from nas.errors import DataError
+from nas.core.errors import DataError
+from nas.data.sources import WHERE_TO_GET
 
 if TYPE_CHECKING:
     import torch

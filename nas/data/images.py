@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from nas.data.spec import WHERE_TO_GET, DataSpec
-from nas.errors import DataError
+from nas.core.errors import DataError
+from nas.data.sources import WHERE_TO_GET, DataSpec
 
 if TYPE_CHECKING:
     import torch

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from nas.data.spec import check_task
-from nas.errors import DataError
+from nas.core.errors import DataError
+from nas.data.sources import check_task
 
 if TYPE_CHECKING:
     import torch

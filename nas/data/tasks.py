@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from nas.core.errors import DataError
 from nas.data.cache import default_cache_dir
 from nas.data.classification import (
     SALT_TRAIN,
@@ -18,8 +19,7 @@ from nas.data.classification import (
     subset_split,
     to_tensor,
 )
-from nas.data.spec import DataSpec, check_task, parse_data_spec
-from nas.errors import DataError
+from nas.data.sources import DataSpec, check_task, parse_data_spec
 
 if TYPE_CHECKING:
     import torch

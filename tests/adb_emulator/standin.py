@@ -60,7 +60,7 @@ def block_model_names(cache_dir: Path, n: int) -> list[str]:
     """File names of the first ``n`` quick-space blocks' converted models (what the phone's
     command lines contain), converting them if needed."""
     from latency.convert import ConvertConfig, convert_many
-    from nas.spaces import get_space
+    from nas.core.spaces import get_space
 
     specs = get_space("quick").block_specs()[:n]
     done, failed = convert_many(specs, ConvertConfig(cache_dir), 1)

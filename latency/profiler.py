@@ -19,9 +19,9 @@ from latency.convert import ConvertConfig, ConvertedModel, convert_many, convert
 from latency.devices import Device
 from latency.errors import ConversionError
 from latency.host import REFERENCE_SPEC, Measurement
-from latency.progress import progress_bar
 from lut.table import LatencyTable, identity
-from nas.specs import BlockSpec, describe, spec_key
+from nas.core.progress import progress_bar
+from nas.core.specs import BlockSpec, describe, spec_key
 
 
 class ConversionFailures(ConversionError):

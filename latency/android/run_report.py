@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 
 from latency.android.errors import RunReportError
-from latency.android.profiles import parse_cpu_max_freqs, parse_getprop, parse_thermal
+from latency.android.phones import parse_cpu_max_freqs, parse_getprop, parse_thermal
 
 __all__ = [
     "BinaryRun",

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
+
+from nas.core.settings import progress_disabled
 
 
 def progress_bar(total: int, desc: str, unit: str = "block") -> Any:
     from tqdm import tqdm
 
-    disabled = os.environ.get("DONNA_NO_PROGRESS", "") not in ("", "0")
-    return tqdm(total=total, desc=desc, unit=unit, disable=disabled, dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, unit=unit, disable=progress_disabled(), dynamic_ncols=True)

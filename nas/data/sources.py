@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from nas.errors import DataError
+from nas.core.errors import DataError
 
 TASKS = ("classification", "denoising", "super_resolution")
 

@@ -1,7 +1,7 @@
 """Block specs: frozen, hashable descriptions of network pieces.
 
 A spec (which includes its input height and width) is the one key of the latency LUT and
-the one input of the module builder (:mod:`nas.modules`). Derived sizes (``mid_chs``,
+the one input of the module builder (:mod:`nas.core.modules`). Derived sizes (``mid_chs``,
 ``se_chs``, output size) come from the functions here and nowhere else.
 
 Nothing in this module imports torch: specs are cheap to create, hash and serialise.
@@ -9,12 +9,13 @@ Nothing in this module imports torch: specs are cheap to create, hash and serial
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
-from nas.errors import SpecError
+from nas.core.errors import SpecError
 
 ACTIVATIONS = ("relu", "relu6", "silu", "hswish")
 KERNELS = (1, 3, 5, 7, 9)
@@ -276,15 +277,25 @@ def describe(spec: BlockSpec) -> str:
 
 @dataclass(frozen=True)
 class Architecture:
-    """A whole network as an ordered tuple of block specs (stem, blocks..., head)."""
+    """A whole network: its stem, its slots (stages; each a tuple of blocks) and its head.
 
-    blocks: tuple[BlockSpec, ...]
+    Decoded once from a genome by :meth:`nas.core.spaces.SearchSpace.decode`; builders, pricers,
+    the filter and BKD read the structure from here instead of recomputing slot boundaries.
+    ``blocks`` is the flat order (stem, every slot's blocks, head) that a LUT sums and a
+    converter builds; :meth:`key` and :meth:`to_list` serialise that flat order.
+    """
+
+    stem: BlockSpec
+    slots: tuple[tuple[BlockSpec, ...], ...]
+    head: BlockSpec
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "blocks", tuple(self.blocks))
-        if not self.blocks:
-            raise SpecError("an architecture needs at least one block")
-        for i, (a, b) in enumerate(zip(self.blocks, self.blocks[1:])):
+        object.__setattr__(self, "slots", tuple(tuple(s) for s in self.slots))
+        for i, slot in enumerate(self.slots):
+            if not slot:
+                raise SpecError(f"slot {i} of an architecture has no blocks")
+        blocks = self.blocks
+        for i, (a, b) in enumerate(itertools.pairwise(blocks)):
             shape = out_shape(a)
             if len(shape) != 3 or shape != in_shape(b):
                 raise SpecError(
@@ -292,18 +303,62 @@ class Architecture:
                     f"({describe(a)}) gives {shape}"
                 )
 
+    @property
+    def blocks(self) -> tuple[BlockSpec, ...]:
+        """Stem, the blocks of every slot in order, head."""
+        return (self.stem, *(b for slot in self.slots for b in slot), self.head)
+
+    @property
+    def n_slots(self) -> int:
+        return len(self.slots)
+
+    def slot_out_chs(self) -> list[int]:
+        """Input channels of every slot and (last) the output channels of the last slot."""
+        return [self.stem.out_chs, *(slot[-1].out_chs for slot in self.slots)]
+
     def __iter__(self) -> Iterator[BlockSpec]:
         return iter(self.blocks)
 
     def __len__(self) -> int:
         return len(self.blocks)
 
+    @classmethod
+    def from_blocks(cls, blocks: Sequence[BlockSpec]) -> Architecture:
+        """An architecture from a flat block list (first = stem, last = head). A flat list has
+        no slot boundaries: the body becomes one slot."""
+        blocks = tuple(blocks)
+        if len(blocks) < 2:
+            raise SpecError("an architecture needs at least a stem and a head")
+        body = blocks[1:-1]
+        return cls(blocks[0], (body,) if body else (), blocks[-1])
+
     def to_list(self) -> list[dict[str, Any]]:
+        """The flat block list (what ``--model ARCH.json`` reads and the LUT sums)."""
         return [spec_to_dict(b) for b in self.blocks]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Stem, slots and head, with the slot structure kept."""
+        return {
+            "stem": spec_to_dict(self.stem),
+            "slots": [[spec_to_dict(b) for b in slot] for slot in self.slots],
+            "head": spec_to_dict(self.head),
+        }
 
     @classmethod
     def from_list(cls, items: Iterable[Mapping[str, Any]]) -> Architecture:
-        return cls(tuple(spec_from_dict(d) for d in items))
+        return cls.from_blocks([spec_from_dict(d) for d in items])
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Architecture:
+        try:
+            return cls(
+                spec_from_dict(d["stem"]),
+                tuple(tuple(spec_from_dict(b) for b in slot) for slot in d["slots"]),
+                spec_from_dict(d["head"]),
+            )
+        except (KeyError, TypeError) as exc:
+            raise SpecError(f"not an architecture description ({exc})") from None
 
     def key(self) -> str:
+        """Canonical serialisation of the flat block order (the conversion cache key)."""
         return json.dumps(self.to_list(), sort_keys=True, separators=(",", ":"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nas.specs import (
+from nas.core.specs import (
     Architecture,
     BlockSpec,
     ClassifierHeadSpec,

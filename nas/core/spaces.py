@@ -1,7 +1,7 @@
 """Search spaces: per-slot options that decode to block specs.
 
 Data flows one way: genome (one option index per slot) -> :class:`SlotOption` per slot ->
-:class:`~nas.specs.Architecture` (block specs) -> modules or LUT look-ups.
+:class:`~nas.core.specs.Architecture` (block specs) -> modules or LUT look-ups.
 A slot is a stage of the network (DONNA's "block"): its option sets kernel, expansion, SE,
 activation, depth and width, uniform inside the stage.
 """
@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from nas.errors import SpaceError
-from nas.specs import (
+from nas.core.errors import SpaceError
+from nas.core.specs import (
     Architecture,
     BlockSpec,
     ClassifierHeadSpec,
@@ -176,14 +176,12 @@ class SearchSpace:
     def architecture(self, choices: Sequence[SlotOption]) -> Architecture:
         if len(choices) != self.n_slots:
             raise SpaceError(f"space {self.name!r} needs {self.n_slots} choices")
-        blocks: list[BlockSpec] = [self.stem_spec()]
+        slots: list[tuple[MBConvSpec, ...]] = []
         in_chs = self.stem_chs
         for i, opt in enumerate(choices):
-            slot = self.slot_blocks(i, opt, in_chs)
-            blocks.extend(slot)
-            in_chs = slot[-1].out_chs
-        blocks.append(self.head_spec(in_chs))
-        return Architecture(tuple(blocks))
+            slots.append(tuple(self.slot_blocks(i, opt, in_chs)))
+            in_chs = slots[-1][-1].out_chs
+        return Architecture(self.stem_spec(), tuple(slots), self.head_spec(in_chs))
 
     def decode(self, genome: Sequence[int]) -> Architecture:
         return self.architecture(self.choices(genome))

@@ -1,3 +1,0 @@
-from latency.cli import entry
-
-entry()

@@ -1,0 +1,85 @@
+"""Small file helpers every layer uses: the one atomic writer, the one file hash, and the one
+reader of donnav2's own versioned JSON files (BKD library, filtered space, Pareto front)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from nas.core.errors import DonnaError
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
+    """Write ``path`` through ``write(binary_file)`` so that readers see the old or the new
+    content, never half: a temp file in the same folder, fsync, rename, fsync of the folder.
+    On any failure the temp file is removed and the old content stays."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:
+        dfd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return path
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """:func:`atomic_write` of UTF-8 text."""
+    return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file's content, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_versioned_json(
+    path: str | Path,
+    *,
+    schema: str,
+    version: int,
+    what: str,
+    made_by: str,
+    error: type[DonnaError],
+) -> dict[str, Any]:
+    """The content of ``path`` when it is a readable JSON object of ``schema`` and ``version``;
+    else ``error`` saying what is wrong and that ``made_by`` (e.g. "`donna bkd`") makes it."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise error(f"{what} {path} does not exist; make it with {made_by}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise error(f"{what} {path} is not readable JSON ({exc})") from None
+    if not isinstance(data, dict) or data.get("schema") != schema:
+        raise error(
+            f"{path} is not a {what} (schema {schema!r} expected); pass the JSON written by "
+            f"{made_by}"
+        )
+    if data.get("version") != version:
+        raise error(
+            f"{what} {path} has version {data.get('version')}, this donnav2 reads version "
+            f"{version}; run {made_by} again"
+        )
+    return data
