@@ -20,14 +20,37 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"
 
 
-def main(argv: list[str] | None = None) -> int:
+@dataclass
+class MothernetRun:
+    """The trained quick-space mothernet and what the benchmark reports about it."""
+
+    space: Any
+    mcfg: Any
+    metrics: dict
+    seconds: float
+    ckpt: Any
+
+
+@dataclass
+class BkdRun:
+    """One timed BKD run over the quick space."""
+
+    cfg: Any
+    lib: Any
+    seconds: float
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    """Parse the command line; also return the raw arguments (for the reproduce line)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=f"cifar10:{DEFAULT_DATA}", help="data spec (nas.data)")
     ap.add_argument("--train", type=int, default=2000, help="training images")
@@ -40,18 +63,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work-dir", type=Path, default=None, help="keep files here")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "bkd_time.json")
     cli_args = list(sys.argv[1:] if argv is None else argv)
-    args = ap.parse_args(cli_args)
+    return ap.parse_args(cli_args), cli_args
 
-    import torch
 
-    from nas.bkd import BkdConfig, run_bkd
+def load_data(args: argparse.Namespace, work: Path) -> tuple[Any, float] | None:
+    """Load the CIFAR-10 subset; return (data, seconds), or None (after saying why) on failure."""
     from nas.core.errors import DataError
-    from nas.core.spaces import get_space
     from nas.data import load_task_data
-    from nas.mothernet import MothernetConfig, build_mothernet, save_checkpoint, train_mothernet
 
-    work = args.work_dir or Path(tempfile.mkdtemp(prefix="bkd-time-"))
-    work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     try:
         data = load_task_data(
@@ -64,16 +83,32 @@ def main(argv: list[str] | None = None) -> int:
         )
     except DataError as exc:
         print(f"cannot load {args.data}: {exc}", file=sys.stderr)
-        return 2
-    t_data = time.perf_counter() - t0
+        return None
+    return data, time.perf_counter() - t0
+
+
+def train_mothernet_checkpoint(args: argparse.Namespace, data: Any, work: Path) -> MothernetRun:
+    """Train the quick-space mothernet briefly and save it as ``work/mothernet.pt``."""
+    from nas.core.spaces import get_space
+    from nas.training.checkpoint import save_checkpoint
+    from nas.training.mothernet import MothernetConfig, build_mothernet, train_mothernet
 
     space = get_space("quick", 32)
     mcfg = MothernetConfig.default(space)
     net = build_mothernet(mcfg)
     t0 = time.perf_counter()
     metrics = train_mothernet(net, data, epochs=args.mothernet_epochs, seed=0)
-    t_mothernet = time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
     ckpt = save_checkpoint(work / "mothernet.pt", net, mcfg, metrics, data.describe())
+    return MothernetRun(space=space, mcfg=mcfg, metrics=metrics, seconds=seconds, ckpt=ckpt)
+
+
+def run_timed_bkd(
+    args: argparse.Namespace, mothernet: MothernetRun, data: Any, work: Path
+) -> BkdRun:
+    """Run BKD over the quick space (or its first ``--limit`` options) and time it."""
+    from nas.bkd.config import BkdConfig
+    from nas.bkd.run import run_bkd
 
     cfg = BkdConfig(
         epochs=args.bkd_epochs,
@@ -88,21 +123,21 @@ def main(argv: list[str] | None = None) -> int:
     arrivals: list[float] = []
     t0 = time.perf_counter()
     lib = run_bkd(
-        ckpt,
-        space,
+        mothernet.ckpt,
+        mothernet.space,
         data,
         out,
         cfg,
         limit=args.limit,
         on_option=lambda e, done, total: arrivals.append(time.perf_counter() - t0),
     )
-    t_bkd = time.perf_counter() - t0
+    return BkdRun(cfg=cfg, lib=lib, seconds=time.perf_counter() - t0)
 
-    entries = lib.entries()
-    secs = [e.seconds for e in entries]
-    teacher_s = float(lib.provenance["teacher_features"]["seconds"])
+
+def summarize_slots(entries: list, n_slots: int) -> dict[str, dict]:
+    """Per-slot option count, training-time spread and best/worst option by NMSE."""
     per_slot = {}
-    for i in range(space.n_slots):
+    for i in range(n_slots):
         es = [e for e in entries if e.slot == i]
         if es:
             best = min(es, key=lambda e: e.nmse)
@@ -115,8 +150,32 @@ def main(argv: list[str] | None = None) -> int:
                 "best": [best.option.label(), round(best.nmse, 4)],
                 "worst": [worst.option.label(), round(worst.nmse, 4)],
             }
+    return per_slot
+
+
+def teacher_seconds(bkd: BkdRun) -> float:
+    """Seconds of the (shared, once-per-run) teacher-feature pass."""
+    return float(bkd.lib.provenance["teacher_features"]["seconds"])
+
+
+def build_result(
+    args: argparse.Namespace,
+    cli_args: list[str],
+    data: Any,
+    t_data: float,
+    mothernet: MothernetRun,
+    bkd: BkdRun,
+) -> dict:
+    """The JSON document written to ``--out``."""
+    import torch
+
+    entries = bkd.lib.entries()
+    secs = [e.seconds for e in entries]
+    teacher_s = teacher_seconds(bkd)
+    t_bkd = bkd.seconds
+    per_slot = summarize_slots(entries, mothernet.space.n_slots)
     n = len(entries)
-    result = {
+    return {
         "bench": "bkd_time",
         "command": " ".join(["python bench/bkd_time.py", *cli_args]),
         "machine": {
@@ -128,15 +187,15 @@ def main(argv: list[str] | None = None) -> int:
         },
         "data": data.describe(),
         "mothernet": {
-            "choices": [c.label() for c in mcfg.choices],
+            "choices": [c.label() for c in mothernet.mcfg.choices],
             "epochs": args.mothernet_epochs,
-            "val_top1": metrics["value"],
-            "train_seconds": round(t_mothernet, 2),
+            "val_top1": mothernet.metrics["value"],
+            "train_seconds": round(mothernet.seconds, 2),
         },
         "bkd": {
-            "settings": cfg.result_settings(),
+            "settings": bkd.cfg.result_settings(),
             "workers": args.workers,
-            "threads_per_worker": cfg.threads_per_worker(),
+            "threads_per_worker": bkd.cfg.threads_per_worker(),
             "options": n,
             "steps_per_option": entries[0].steps if entries else 0,
             "wall_seconds": round(t_bkd, 2),
@@ -156,16 +215,29 @@ def main(argv: list[str] | None = None) -> int:
         },
         "data_load_seconds": round(t_data, 2),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
 
+
+def write_result(result: dict, path: Path) -> None:
+    """Write the result JSON (one-space indent, trailing newline)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1) + "\n")
+
+
+def print_summary(
+    args: argparse.Namespace, result: dict, data: Any, mothernet: MothernetRun, bkd: BkdRun
+) -> None:
+    """Print the human-readable summary of ``result``."""
     b = result["bkd"]
+    t_bkd = bkd.seconds
+    teacher_s = teacher_seconds(bkd)
     print(
         f"mothernet {', '.join(result['mothernet']['choices'][:1])} x3, "
-        f"{args.mothernet_epochs:g} epochs in {t_mothernet:.1f} s: val top1 {metrics['value']:.3f}"
+        f"{args.mothernet_epochs:g} epochs in {mothernet.seconds:.1f} s: "
+        f"val top1 {mothernet.metrics['value']:.3f}"
     )
     print(
-        f"BKD: {n} options, {b['steps_per_option']} steps each ({args.bkd_epochs:g} epoch of "
+        f"BKD: {b['options']} options, {b['steps_per_option']} steps each "
+        f"({args.bkd_epochs:g} epoch of "
         f"{args.train} images), {args.workers} worker(s) x {b['threads_per_worker']} thread(s)"
     )
     print(
@@ -180,13 +252,28 @@ def main(argv: list[str] | None = None) -> int:
         f"(recomputed per option it would be "
         f"{100 * b['teacher_forward_share_if_recomputed_per_option']:.1f}%)"
     )
-    for i, row in per_slot.items():
+    for i, row in b["per_slot"].items():
         print(
             f"  slot {i}: {row['mean_s']:.2f} s/option; best {row['best'][0]} nmse "
             f"{row['best'][1]:.3f}, worst {row['worst'][0]} nmse {row['worst'][1]:.3f}"
         )
     print(f"load average at the end: {result['machine']['load_avg_1m_at_end']} (shared machine)")
     print(f"wrote {args.out}\nreproduce: {result['command']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, cli_args = parse_args(argv)
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="bkd-time-"))
+    work.mkdir(parents=True, exist_ok=True)
+    loaded = load_data(args, work)
+    if loaded is None:
+        return 2
+    data, t_data = loaded
+    mothernet = train_mothernet_checkpoint(args, data, work)
+    bkd = run_timed_bkd(args, mothernet, data, work)
+    result = build_result(args, cli_args, data, t_data, mothernet, bkd)
+    write_result(result, args.out)
+    print_summary(args, result, data, mothernet, bkd)
     return 0
 
 

@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from nas.filter import FilterConfig, filter_space
-    from nas.search import MAX_ENUMERATE, exact_front, hypervolume_ratio, latency_model
+    from nas.search.objectives import latency_model
+    from nas.search.run import MAX_ENUMERATE, exact_front, hypervolume_ratio
 
     space, library, table, loss_label, lat_label = load_inputs(args)
     base = FilterConfig()

@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     from latency.convert import ConvertConfig, default_cache_dir
     from latency.host import HostDevice, MeasureConfig
     from latency.profiler import measure_architectures, open_table, profile_specs
+    from nas.core.files import atomic_write_text
     from nas.core.spaces import get_space, random_genomes
 
     t0 = time.perf_counter()
@@ -100,13 +101,18 @@ def main(argv: list[str] | None = None) -> int:
         },
         "seconds": time.perf_counter() - t0,
     }
-    (args.out / "lut_fidelity.json").write_text(json.dumps(report, indent=1))
+    atomic_write_text(args.out / "lut_fidelity.json", json.dumps(report, indent=1))
     _plot(variants, measured, args.out / "lut_fidelity.png", cal.alpha)
+    _print_summary(report, results, args.out)
+    return 0
 
+
+def _print_summary(report: dict, results: dict[str, dict], out: Path) -> None:
+    cal = report["calibration"]
     print(
         f"LUT fidelity on {report['device']['cpu']} ({report['runtime']}), "
-        f"{len(archs)} random nets of default@{args.resolution}, "
-        f"calibration alpha={cal.alpha:.3f} on {cal.nets} other nets"
+        f"{report['nets']} random nets of {report['space']}, "
+        f"calibration alpha={cal['alpha']:.3f} on {cal['nets']} other nets"
     )
     print(
         f"{'estimate':28s} {'median|err|':>11s} {'max|err|':>9s} {'in ±10%':>8s} "
@@ -118,11 +124,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['within_10pct'] * 100:7.0f}% {r['bias'] * 100:+6.1f}% {r['kendall_tau']:6.3f}"
         )
     print(
-        f"wrote {args.out / 'lut_fidelity.json'} and {args.out / 'lut_fidelity.png'} "
+        f"wrote {out / 'lut_fidelity.json'} and {out / 'lut_fidelity.png'} "
         f"in {report['seconds']:.0f} s"
     )
     print(f"reproduce: {report['command']}")
-    return 0
 
 
 def _plot(variants: dict[str, np.ndarray], measured: np.ndarray, path: Path, alpha: float) -> None:

@@ -19,7 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 
 def cli_baseline(specs: list, workdir: Path) -> list[float]:
@@ -101,11 +102,13 @@ def main(argv: list[str] | None = None) -> int:
         res["measure_blocks_per_min"] = len(sample) / (time.perf_counter() - t0) * 60
 
         # the whole job: a 200-variant space from an empty cache, through the CLI
-        env = {**os.environ, "DONNA_CACHE_DIR": str(tmp / "fresh"), "DONNA_NO_PROGRESS": "1"}
+        paths = [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
+        env = {**os.environ, "DONNA_CACHE_DIR": str(tmp / "fresh"), "DONNA_NO_PROGRESS": "1",
+               "PYTHONPATH": os.pathsep.join(paths)}
         cmd = [
             sys.executable,
-            "-m",
-            "latency",
+            "-c",
+            "import sys; from nas.cli.latency_profile import main; sys.exit(main())",
             "--space",
             "default",
             "--resolution",
@@ -122,7 +125,14 @@ def main(argv: list[str] | None = None) -> int:
     res["command"] = "python bench/profile_throughput.py " + shlex.join(
         argv if argv is not None else sys.argv[1:]
     )
-    (args.out / "profile_throughput.json").write_text(json.dumps(res, indent=1))
+    from nas.core.files import atomic_write_text
+
+    atomic_write_text(args.out / "profile_throughput.json", json.dumps(res, indent=1))
+    _print_summary(res)
+    return 0
+
+
+def _print_summary(res: dict) -> None:
     print(f"profiling throughput on {res['cpu']} ({res['cores']} cores), {res['space']}")
     print(
         f"  conversion, in-process: {res['convert_blocks_per_min_1w']:.0f} blocks/min (1 worker),"
@@ -139,7 +149,6 @@ def main(argv: list[str] | None = None) -> int:
         f"{res['profile_200_seconds']:.0f} s"
     )
     print(f"reproduce: {res['command']}")
-    return 0
 
 
 if __name__ == "__main__":

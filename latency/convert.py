@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from latency.errors import ConversionError, NumericalMismatchError
+from nas.core.files import atomic_write, atomic_write_text, file_sha256
 from nas.core.specs import Architecture, BlockSpec, describe, in_shape, spec_key
 
 PIPELINE_VERSION = 2  # bump when the conversion recipe changes: old cache entries are ignored
@@ -327,23 +328,19 @@ class Converter:
         cid = _cache_id(what_key)
         tfl_path, meta_path = self._paths(cid)
         tfl_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = tfl_path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_bytes(model_bytes)
-        os.replace(tmp, tfl_path)
+        atomic_write(tfl_path, lambda f: f.write(model_bytes))
         result = ConvertedModel(
             label=label,
             key=what_key,
             path=tfl_path,
-            sha256=hashlib.sha256(model_bytes).hexdigest(),
+            sha256=file_sha256(tfl_path),
             max_abs_diff=diff,
             ops=tflite_op_names(model_bytes),
             input_shape=tuple(x_nhwc.shape),
             output_shape=tuple(out.shape),
             seconds=time.perf_counter() - t0,
         )
-        tmp = meta_path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(result.to_meta(), indent=1))
-        os.replace(tmp, meta_path)
+        atomic_write_text(meta_path, json.dumps(result.to_meta(), indent=1))
         return result
 
 

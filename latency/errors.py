@@ -5,6 +5,10 @@ from __future__ import annotations
 from nas.core.errors import DonnaError
 
 
+class SettingError(DonnaError, ValueError):
+    """A measurement or device setting is out of range (the message says the valid range)."""
+
+
 class DeviceError(DonnaError):
     """A device cannot be used (unknown, unreachable, misconfigured)."""
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -211,3 +212,33 @@ class LatencyEstimator:
             assert self.predictor is not None
             for s, v in zip(missing, self.predictor.predict(missing)):
                 self._predicted[s] = float(v)
+
+
+def build_estimator(
+    table: LatencyTable | str | Path,
+    mode: str = "lut",
+    device: Device | None = None,
+    *,
+    seed: int = 0,
+    convert_config: ConvertConfig | None = None,
+) -> LatencyEstimator:
+    """The one way commands and the pipeline make a latency estimator.
+
+    ``table``: a LUT or its path. ``measure`` mode needs ``device`` (the one the LUT was
+    measured on, from :func:`latency.devices.open_device`); its converter settings default to
+    the converted-model cache with ``seed``."""
+    if not isinstance(table, LatencyTable):
+        table = LatencyTable.load(table)
+    if mode == "measure":
+        if device is None:
+            raise EstimatorError(
+                "--mode measure measures missing blocks on a device: pass --device (the one "
+                "the LUT was measured on, e.g. host)"
+            )
+        if convert_config is None:
+            from latency.convert import default_cache_dir
+
+            convert_config = ConvertConfig(default_cache_dir(), seed=seed)
+    return LatencyEstimator(
+        table, mode, device=device, convert_config=convert_config, seed=seed  # type: ignore[arg-type]
+    )

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from latency.errors import MeasurementError
+from latency.errors import MeasurementError, SettingError
 from latency.stats import LatencyStats, relative_spread, summarize
 from nas.core.specs import MBConvSpec
 
@@ -55,7 +55,7 @@ class MeasureConfig:
 
     def __post_init__(self) -> None:
         if self.threads < 1 or self.repeats < 1 or self.invokes < 1 or self.window < 1:
-            raise ValueError(
+            raise SettingError(
                 "threads, repeats, invokes and window must all be >= 1 "
                 f"(got {self.threads}, {self.repeats}, {self.invokes}, {self.window})"
             )
@@ -149,6 +149,9 @@ class HostDevice:
 
     def measure_settings(self) -> dict[str, Any]:
         return asdict(self.config)
+
+    def close(self) -> None:
+        """Nothing to release: interpreters are freed with each :meth:`measure` call."""
 
     # ---- timing -----------------------------------------------------------------------------
     def _load(self, key: Any, path: Path) -> _Slot:

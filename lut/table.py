@@ -256,6 +256,27 @@ class LatencyTable:
         return [spec_from_key(k) for k in self.entries]
 
     # ---- export ---------------------------------------------------------------------------
+    def summary(self) -> str:
+        """Provenance and entry statistics, for people (``latency-profile show``)."""
+        p = self.provenance
+        lat = sorted(e["median_us"] for e in self.entries.values())
+        dev = p.get("device", {})
+        lines = [
+            f"LUT {self.path}: {len(self)} entries",
+            f"  device   {dev.get('id')} ({dev.get('cpu') or dev.get('model')})",
+            f"  runtime  {p.get('runtime')}, threads {p.get('threads')}",
+            f"  converter {json.dumps(p.get('converter'))}",
+        ]
+        if lat:
+            lines.append(
+                f"  latency  min {lat[0]:.1f} us, median {lat[len(lat) // 2]:.1f} us, "
+                f"max {lat[-1]:.1f} us"
+            )
+        unstable = sum(1 for e in self.entries.values() if e.get("stable") is False)
+        if unstable:
+            lines.append(f"  {unstable} entries stayed noisy after re-measuring (stable=false)")
+        return "\n".join(lines)
+
     def export_csv(self, path: str | Path) -> None:
         numeric = sorted(
             {k for e in self.entries.values() for k, v in e.items() if isinstance(v, (int, float))}
@@ -293,3 +314,11 @@ def compare_tables(a: LatencyTable, b: LatencyTable) -> dict[str, Any]:
             median_ratio=statistics.median(ratios), min_ratio=ratios[0], max_ratio=ratios[-1]
         )
     return {"summary": summary, "rows": rows}
+
+
+def write_comparison_csv(comparison: Mapping[str, Any], path: str | Path) -> None:
+    """The per-entry rows of :func:`compare_tables` as CSV (key, block, a_us, b_us, ratio)."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=["key", "block", "a_us", "b_us", "ratio"])
+        w.writeheader()
+        w.writerows(comparison["rows"])

@@ -7,7 +7,9 @@ dropped. The rule here, exactly:
 
 1. **Cost of an option** in slot ``i`` is the sum of its blocks' costs, the blocks decoded with
    the *mothernet's* input channels for that slot: the stem's for slot 0, else the previous
-   stage's channels at width 1.0 (at the previous slot's widest width when 1.0 is not offered).
+   stage's channels at width 1.0 (at the previous slot's widest width when 1.0 is not offered):
+   :meth:`~nas.core.spaces.SearchSpace.reference_in_chs`, the blocks
+   :meth:`~nas.core.spaces.SearchSpace.option_blocks`.
    Block costs are LUT latencies (µs, in-network context model) when a LUT or an estimator is
    given, else MACs (:func:`nas.core.specs.macs`) as the FLOPs proxy.
 2. **Loss levels**: a slot's options are sorted by ``nmse``; the lowest not yet grouped opens a
@@ -35,12 +37,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from nas.bkd.library import BkdLibrary, LibraryError
 from nas.core.errors import FilterError, SpaceError
 from nas.core.files import read_versioned_json
 from nas.core.pricing import CostSource, as_pricer
 from nas.core.spaces import SearchSpace, SlotOption
-from nas.core.specs import MBConvSpec
-from nas.library import BkdLibrary, LibraryError
 
 SCHEMA = "donnav2-filtered-space"
 SCHEMA_VERSION = 1
@@ -168,32 +169,13 @@ class FilterReport:
 # ---- costs --------------------------------------------------------------------------------
 
 
-def _reference_width(options: Sequence[SlotOption]) -> float:
-    widths = {o.width for o in options}
-    return 1.0 if 1.0 in widths else max(widths)
-
-
-def slot_input_chs(space: SearchSpace) -> list[int]:
-    """The mothernet's input channels of each slot (see the module docstring, rule 1)."""
-    chs = [space.stem_chs]
-    for i in range(space.n_slots - 1):
-        chs.append(space.stage_chs(i, _reference_width(space.options[i])))
-    return chs
-
-
-def option_blocks(space: SearchSpace) -> list[list[list[MBConvSpec]]]:
-    """Blocks of every option of every slot at the mothernet's slot input channels."""
-    chs = slot_input_chs(space)
-    return [[space.slot_blocks(i, o, chs[i]) for o in opts] for i, opts in enumerate(space.options)]
-
-
 def option_costs(space: SearchSpace, cost: CostSource = None) -> tuple[list[list[float]], str, str]:
     """Cost of every option per slot, its unit and a description of its source.
 
     ``cost``: anything :func:`nas.core.pricing.as_pricer` takes (a LUT, an estimator, a
     function of one block, or ``None`` for MACs); every block is priced in one call."""
     pricer = as_pricer(cost)
-    blocks = option_blocks(space)
+    blocks = space.option_blocks()  # at the mothernet's input channels (rule 1)
     flat = list(dict.fromkeys(b for slot in blocks for opt in slot for b in opt))
     price = dict(zip(flat, pricer.block_costs(flat)))
     costs = [[sum(price[b] for b in opt) for opt in slot] for slot in blocks]

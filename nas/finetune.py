@@ -9,14 +9,16 @@ a loss mixing the ground truth and the teacher's outputs:
 * denoising / super-resolution: ``(1 - alpha) * L1(student, clean) + alpha * L1(student,
   teacher)``.
 
+:func:`init_from_bkd` fills the student from the mothernet and the BKD library;
+:func:`finetune` trains it with the one training loop (:func:`nas.training.loop.fit`).
+
 This module imports torch: import it lazily from CLIs.
 """
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -24,7 +26,19 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from nas.core.errors import DonnaError
+from nas.bkd.library import BkdLibrary, LibraryError
+from nas.core.errors import DonnaError, MothernetError
+from nas.core.spaces import SlotOption
+from nas.training.loop import (
+    ContinuingShuffle,
+    FitState,
+    first_last_tenth,
+    fit,
+    one_cycle_schedule,
+    predict,
+    total_steps,
+)
+from nas.training.networks import BlockNetwork
 
 
 class FinetuneError(DonnaError, ValueError):
@@ -92,7 +106,6 @@ def distillation_loss(
 def evaluate(net: nn.Module, task: str, x: torch.Tensor, y: torch.Tensor) -> float:
     """The task's metric on ``(x, y)``: top-1 accuracy or PSNR in dB (outputs clamped)."""
     from nas.data import psnr, top1
-    from nas.mothernet import predict
 
     out = predict(net, x)
     return float(top1(out, y) if task == "classification" else psnr(out.clamp(0.0, 1.0), y))
@@ -117,8 +130,10 @@ def finetune(
 ) -> FinetuneResult:
     """Train ``student`` in place with distillation from ``teacher`` (frozen, eval mode).
 
-    Deterministic for a seed: the batch order comes from a generator seeded with
-    ``config.seed``. ``on_step(step, total, loss)`` is called after every step (progress bars).
+    AdamW with a one-cycle learning rate (15% warm-up); batches are consecutive slices of a
+    permutation, a fresh one when the next batch would run past its end. Deterministic for a
+    seed: the batch order comes from a generator seeded with ``config.seed``. ``on_step(step,
+    total, loss)`` is called after every step (progress bars).
     """
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
@@ -127,44 +142,105 @@ def finetune(
         p.requires_grad_(False)
     before = evaluate(student, task, val_x, val_y)
     n = len(train_x)
-    per_epoch = max(1, math.ceil(n / config.batch_size))
-    total = max(1, round(config.epochs * per_epoch))
+    total = total_steps(config.epochs, n, config.batch_size)
     opt = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=config.lr, total_steps=total, pct_start=0.15
-    )
-    student.to(memory_format=torch.channels_last)  # ~2x faster depthwise backward on CPU
-    teacher.to(memory_format=torch.channels_last)
-    student.train()
-    losses: list[float] = []
-    t0 = time.perf_counter()
-    order = torch.randperm(n, generator=gen)
-    pos = 0
-    for step in range(total):
-        if pos + config.batch_size > n and pos > 0:
-            order = torch.randperm(n, generator=gen)
-            pos = 0
-        idx = order[pos : pos + config.batch_size]
-        pos += config.batch_size
-        xb, yb = train_x[idx].contiguous(memory_format=torch.channels_last), train_y[idx]
+    teacher.to(memory_format=torch.channels_last)  # ~2x faster depthwise convs on CPU
+
+    def loss_fn(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             tb = teacher(xb)
-        loss = distillation_loss(task, student(xb), tb, yb, config)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
+        return distillation_loss(task, student(xb), tb, yb, config)
+
+    def step_done(state: FitState) -> None:
         if on_step is not None:
-            on_step(step + 1, total, losses[-1])
+            on_step(state.step, state.total, state.losses[-1])
+
+    t0 = time.perf_counter()
+    state = fit(
+        student,
+        loss_fn,
+        lambda idx: (train_x[idx].contiguous(memory_format=torch.channels_last), train_y[idx]),
+        n,
+        batch_order=ContinuingShuffle(config.batch_size),
+        optimizer=opt,
+        schedule=one_cycle_schedule(config.lr, pct_start=0.15),
+        total=total,
+        generator=gen,
+        on_step=step_done,
+    )
     seconds = time.perf_counter() - t0
-    tenth = max(1, len(losses) // 10)
+    loss_first, loss_last = first_last_tenth(state.losses)
     return FinetuneResult(
         metric_name=metric_name(task),
         metric=evaluate(student, task, val_x, val_y),
         metric_before=before,
-        loss_first=sum(losses[:tenth]) / tenth,
-        loss_last=sum(losses[-tenth:]) / tenth,
+        loss_first=loss_first,
+        loss_last=loss_last,
         steps=total,
         seconds=seconds,
     )
+
+
+# ---- students from BKD ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InitReport:
+    """Which tensors of a student came from where (state-dict keys)."""
+
+    from_mothernet: tuple[str, ...]  # stem and head tensors copied from the mothernet
+    from_bkd: tuple[str, ...]  # slot tensors copied from BKD student weights
+    reinitialised: tuple[str, ...]  # tensors left at their fresh initialisation
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.from_mothernet)} tensors from the mothernet, {len(self.from_bkd)} from "
+            f"BKD students, {len(self.reinitialised)} re-initialised"
+        )
+
+
+def init_from_bkd(
+    student_net: BlockNetwork,
+    mothernet: BlockNetwork,
+    library: BkdLibrary,
+    choices: Sequence[SlotOption],
+) -> InitReport:
+    """Initialise ``student_net`` (``build_network(space, choices)``) in place: stem and head
+    from ``mothernet``, slot ``i`` from the BKD student weights of ``(i, choices[i])``.
+
+    A tensor whose shape differs from its source keeps its fresh initialisation and is
+    reported: e.g. the head's first conv after a narrower last slot, or a slot's first block
+    when the previous slot's width differs from the mothernet's (the BKD student was trained
+    on the mothernet's features). Raises :class:`~nas.bkd.library.LibraryError` when an option
+    has no entry or no weights.
+    """
+    if len(choices) != len(student_net.slots):
+        raise MothernetError(
+            f"{len(choices)} choices for a student of {len(student_net.slots)} slots"
+        )
+    own = student_net.state_dict()
+    new: dict[str, torch.Tensor] = {}
+    from_m: list[str] = []
+    from_b: list[str] = []
+    src = mothernet.state_dict()
+    for k, v in own.items():
+        if (k.startswith("stem.") or k.startswith("head.")) and k in src:
+            if tuple(src[k].shape) == tuple(v.shape):
+                new[k] = src[k]
+                from_m.append(k)
+    for i, opt in enumerate(choices):
+        wpath = library.weights_path(i, opt)
+        if wpath is None or not wpath.is_file():
+            raise LibraryError(
+                f"the BKD library has no student weights for slot {i} option {opt.label()} "
+                f"({wpath}); re-run `donna bkd` with the same --out"
+            )
+        blob = torch.load(wpath, map_location="cpu", weights_only=True)
+        for k, t in blob["blocks"].items():
+            key = f"slots.{i}.{k}"
+            if key in own and tuple(own[key].shape) == tuple(t.shape):
+                new[key] = t
+                from_b.append(key)
+    student_net.load_state_dict({**own, **new})
+    reinit = tuple(k for k in own if k not in new)
+    return InitReport(tuple(from_m), tuple(from_b), reinit)

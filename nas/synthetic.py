@@ -7,9 +7,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from lut.table import LatencyTable
+from nas.bkd.library import BkdEntry, BkdLibrary
 from nas.core.spaces import SearchSpace
 from nas.core.specs import BlockSpec, macs
-from nas.library import BkdEntry, BkdLibrary
 
 
 def synthetic_latency(spec: BlockSpec) -> float:
@@ -28,15 +28,14 @@ def synthetic_table(specs: Iterable[BlockSpec], device_id: str = "synthetic") ->
 def synthetic_library(
     space: SearchSpace, seed: int = 0, sha: str = "synthetic", skip: int = 0
 ) -> BkdLibrary:
-    """A BKD-like library: an option's nMSE falls with its MACs, times seeded noise; the
-    first ``skip`` entries are left out (an incomplete library)."""
+    """A BKD-like library: an option's nMSE falls with the MACs of its blocks at the
+    mothernet's input channels (:meth:`~nas.core.spaces.SearchSpace.option_blocks`), times
+    seeded noise; the first ``skip`` entries are left out (an incomplete library)."""
     import numpy as np
-
-    from nas.filter import option_blocks
 
     rng = np.random.default_rng(seed)
     entries: list[Any] = []
-    for i, slot in enumerate(option_blocks(space)):
+    for i, slot in enumerate(space.option_blocks()):
         for o, blocks in zip(space.options[i], slot):
             m = sum(macs(b) for b in blocks)
             nmse = 0.3 * (1e6 / m) ** 0.3 * float(np.exp(rng.normal(0, 0.1)))

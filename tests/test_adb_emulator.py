@@ -17,10 +17,11 @@ from pathlib import Path
 
 import adbutils
 import pytest
-from adb_emulator import EmulatedDevice, Sandbox
 from adb_emulator import protocol as p
+from adb_emulator.device import EmulatedDevice
 from adb_emulator.fixtures import AdbServer, connect_device
-from adb_emulator.sandbox import RewriteRunner
+from adb_emulator.runners import RewriteRunner
+from adb_emulator.sandbox import Sandbox
 from adbutils.errors import AdbError, AdbTimeout
 
 adb = pytest.mark.adb

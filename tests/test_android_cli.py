@@ -4,12 +4,12 @@ error, whole-model (hardware-in-the-loop) measurement and the estimator's measur
 from __future__ import annotations
 
 import pytest
-from adb_emulator import EmulatedDevice
+from adb_emulator.device import EmulatedDevice
 from adb_emulator.fixtures import connect_device
 from adb_emulator.standin import STANDIN_BINARY, profile_args, standin_host_dirs
 
-from latency.cli import main
 from lut import LatencyTable
+from nas.cli.latency_profile import main
 
 pytestmark = pytest.mark.adb
 
@@ -49,7 +49,9 @@ def test_two_phones_in_parallel_one_lut_each(phone, adb_server, cache_dir, tmp_p
 
 def test_estimator_measure_mode_and_whole_models(phone, cache_dir, convert_config, tmp_path,
                                                   capsys) -> None:
-    from latency.android.device import AdbConfig, AndroidDevice
+    from latency.android.config import AdbConfig
+    from latency.android.device import AndroidDevice
+    from latency.android.measure import PhoneBenchmark
     from latency.convert import Converter
     from latency.estimator import LatencyEstimator
     from latency.host import MeasureConfig
@@ -62,7 +64,7 @@ def test_estimator_measure_mode_and_whole_models(phone, cache_dir, convert_confi
     measure = MeasureConfig(repeats=2, invokes=3)
     adb = AdbConfig(io_timeout_s=5, run_timeout_s=20, cooldown_s=0, min_secs=0,
                     binary=STANDIN_BINARY)
-    with AndroidDevice(phone.serial, measure, adb) as dev:
+    with PhoneBenchmark(AndroidDevice(phone.serial, adb), measure) as dev:
         table = open_table(out, dev)
         est = LatencyEstimator(table, "measure", device=dev, convert_config=convert_config)
         total = est(arch)  # every block is measured on the phone and added to the LUT

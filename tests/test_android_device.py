@@ -1,5 +1,6 @@
-"""AndroidDevice against the emulated Galaxy S10: real adb server, real adbutils, our device
-scripts under the device's shell, the stand-in benchmark_model (tests/adb_emulator/standin)."""
+"""AndroidDevice (adb I/O) and PhoneBenchmark (the phone as a latency device) against the
+emulated Galaxy S10: real adb server, real adbutils, our device scripts under the device's
+shell, the stand-in benchmark_model (tests/adb_emulator/standin)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import pytest
 from adb_emulator.standin import STANDIN_BINARY
 
 from latency.android.binary import SCRIPT, BenchmarkBinaryError, check_abi, elf_abi
-from latency.android.device import AdbConfig, AndroidDevice, select_serial
+from latency.android.config import AdbConfig
+from latency.android.device import AndroidDevice, select_serial
 from latency.android.errors import DeviceSelectionError
+from latency.android.measure import PhoneBenchmark
 from latency.android.phones import GALAXY_S10_EXYNOS
 from latency.android.run_report import parse_run_report
 from latency.host import MeasureConfig
@@ -27,6 +30,10 @@ def adb_config(**kw) -> AdbConfig:
     base = dict(io_timeout_s=10, run_timeout_s=20, cooldown_s=0, min_secs=0,
                 binary=STANDIN_BINARY)
     return AdbConfig(**{**base, **kw})
+
+
+def phone_benchmark(serial: str, **kw) -> PhoneBenchmark:
+    return PhoneBenchmark(AndroidDevice(serial, adb_config(**kw)), FAST)
 
 
 def tiny_models(convert_config, n: int) -> list[tuple[object, Path]]:
@@ -44,7 +51,7 @@ def test_fingerprint_profile_and_serial_selection(phone) -> None:
     assert select_serial(None) == phone.serial  # the one attached phone
     with pytest.raises(DeviceSelectionError, match="no phone 'R58X' is attached"):
         select_serial("R58X")
-    with AndroidDevice(phone.serial, FAST, adb_config()) as dev:
+    with phone_benchmark(phone.serial) as dev:
         fp = dev.fingerprint()
         assert fp["model"] == "SM-G973F" and fp["profile"] == GALAXY_S10_EXYNOS.name
         assert fp["big_cores"] == [6, 7] and fp["taskset_mask"] == "c0"
@@ -52,14 +59,14 @@ def test_fingerprint_profile_and_serial_selection(phone) -> None:
         assert set(fp["watched_zones"]) == {"BIG", "MID", "LITTLE"}
         assert fp["abilist"][0] == "arm64-v8a" and fp["id"].startswith("android-")
         assert dev.fingerprint()["id"] == fp["id"]  # stable
-        res = dev.shell(["sh", "-c", 'echo "$1"; exit 3', "sh", "a b'c"])
+        res = dev.phone.shell(["sh", "-c", 'echo "$1"; exit 3', "sh", "a b'c"])
         assert (res.exit_code, res.stdout) == (3, "a b'c\n")
 
 
 @adb
 def test_models_pushed_once_per_content_and_results_cleaned(phone, convert_config, tmp_path):
     ((_, model),) = tiny_models(convert_config, 1)
-    with AndroidDevice(phone.serial, FAST, adb_config()) as dev:
+    with AndroidDevice(phone.serial, adb_config()) as dev:
         remote = dev.push_model(model)
         assert remote.startswith("/data/local/tmp/donnav2/models/")
         host = phone.host_path(remote)
@@ -71,7 +78,7 @@ def test_models_pushed_once_per_content_and_results_cleaned(phone, convert_confi
         results = phone.host_path(f"/data/local/tmp/donnav2/results/{dev.session}")
         assert results.is_dir()
     assert not results.exists()  # close() removed this session's results
-    with AndroidDevice(phone.serial, FAST, adb_config()) as dev2:  # a new session: no re-push
+    with AndroidDevice(phone.serial, adb_config()) as dev2:  # a new session: no re-push
         assert dev2.push_model(model) == remote and host.stat().st_mtime_ns == mtime
 
 
@@ -81,8 +88,8 @@ def test_benchmark_runner_gate_pinning_and_report(phone, convert_config) -> None
     big = phone.host_path("/sys/class/thermal/thermal_zone0/temp")  # BIG
     big.write_text("45000\n")  # above the 40 °C gate: the runner must wait
     threading.Timer(1.5, lambda: big.write_text("39000\n")).start()
-    with AndroidDevice(phone.serial, FAST, adb_config()) as dev:
-        remote = dev.push_model(model)
+    with phone_benchmark(phone.serial) as dev:
+        remote = dev.phone.push_model(model)
         t0 = time.monotonic()
         reports = dev.run_benchmark([remote], runs=2, cooldown=False)
         assert time.monotonic() - t0 >= 1.0
@@ -103,13 +110,28 @@ def test_measure_gives_lut_entries(phone, convert_config) -> None:
 
     ref = Converter(convert_config).convert(REFERENCE_SPEC).path
     done = []
-    with AndroidDevice(phone.serial, FAST, adb_config()) as dev:
+    with phone_benchmark(phone.serial) as dev:
         res = dev.measure(models, ref, None, lambda k, m: done.append(k))
     assert done == [k for k, _ in models]
     for _, m in res.items():
         e = m.to_entry()
         assert e["warm_median_us"] > 0 and e["rounds"] == 3 and e["throttled"] is False
         assert e["warm_n"] == 3 and json.dumps(e)
+
+
+@adb
+def test_device_factory_gives_the_phone_and_cleans_its_session(phone) -> None:
+    from latency.devices import get_device, open_device
+    from latency.errors import UnknownDeviceError
+
+    with open_device("adb", FAST, adb_config()) as dev:  # the one attached phone
+        assert isinstance(dev, PhoneBenchmark) and dev.name == phone.serial
+        assert dev.config is FAST and dev.adb.binary == STANDIN_BINARY
+        results = phone.host_path(dev.phone.new_result_file()).parent
+        assert results.is_dir()
+    assert not results.exists()  # closed at the end of the block: session results removed
+    with pytest.raises(UnknownDeviceError, match="unknown device 'R58X'"):
+        get_device("R58X", FAST, adb_config())
 
 
 def test_recorded_report_parses() -> None:

@@ -9,8 +9,8 @@ import time
 import pytest
 from adb_emulator.standin import block_model_names, profile_args, set_benchmark_fault
 
-from latency.cli import main
 from lut import LatencyTable
+from nas.cli.latency_profile import main
 
 pytestmark = pytest.mark.adb
 

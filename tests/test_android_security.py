@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 from adb_emulator.standin import STANDIN_BINARY
 
-from latency.android.device import AdbConfig, AndroidDevice
+from latency.android.config import AdbConfig
+from latency.android.device import AndroidDevice
+from latency.android.measure import PhoneBenchmark
 from latency.convert import Converter
 from latency.host import REFERENCE_SPEC, MeasureConfig
 from nas.core.spaces import get_space
@@ -46,9 +48,9 @@ def test_hostile_model_and_folder_names_stay_literal(phone, convert_config, tmp_
     before = snapshot(root, phone.host_path(work))
     adb = AdbConfig(io_timeout_s=10, run_timeout_s=20, cooldown_s=0, min_secs=0,
                     binary=STANDIN_BINARY, work_dir=work)
-    with AndroidDevice(phone.serial, FAST, adb) as dev:
+    with PhoneBenchmark(AndroidDevice(phone.serial, adb), FAST) as dev:
         res = dev.measure([("k", model)], conv.convert(REFERENCE_SPEC).path)
-        remote = dev.push_model(model)
+        remote = dev.phone.push_model(model)
         assert res["k"].warm.median_us > 0
         assert remote.startswith(work + "/models/") and remote.endswith(f"/{HOSTILE}.tflite")
         assert phone.host_path(remote).read_bytes() == model.read_bytes()
@@ -63,7 +65,7 @@ def test_work_folder_and_names_cannot_leave_the_work_folder() -> None:
                 "/data/local/tmp", "/data/local/tmp/a\nb"):
         with pytest.raises(ValueError, match="inside /data/local/tmp/"):
             AdbConfig(work_dir=bad)
-    dev = AndroidDevice("R58M12345AB", FAST, AdbConfig())
+    dev = AndroidDevice("R58M12345AB", AdbConfig())
     for part in ("..", ".", "a/b", "", "x\ny"):
         with pytest.raises(ValueError, match="cannot be a file name on the phone"):
             dev._remote("models", part)

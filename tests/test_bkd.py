@@ -8,25 +8,25 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from nas.bkd import BkdConfig, check_resume, option_seed, run_bkd  # noqa: E402
+from nas.bkd.config import BkdConfig  # noqa: E402
+from nas.bkd.executor import Executor, InlineExecutor, ProcessExecutor  # noqa: E402
+from nas.bkd.library import BkdLibrary, LibraryError  # noqa: E402
+from nas.bkd.run import check_resume, run_bkd  # noqa: E402
+from nas.bkd.student import option_seed  # noqa: E402
 from nas.core.errors import BkdError, MothernetError  # noqa: E402
 from nas.core.files import file_sha256  # noqa: E402
 from nas.core.spaces import SlotOption, get_space  # noqa: E402
 from nas.data import load_task_data  # noqa: E402
-from nas.executor import Executor, InlineExecutor, ProcessExecutor  # noqa: E402
-from nas.library import BkdLibrary, LibraryError  # noqa: E402
-from nas.mothernet import (  # noqa: E402
-    MothernetConfig,
-    build_mothernet,
-    build_network,
-    init_from_bkd,
-    save_checkpoint,
-    train_mothernet,
-)
+from nas.finetune import init_from_bkd  # noqa: E402
+from nas.training.checkpoint import save_checkpoint  # noqa: E402
+from nas.training.mothernet import MothernetConfig, build_mothernet, train_mothernet  # noqa: E402
+from nas.training.networks import build_network  # noqa: E402
 
 TEACHER = SlotOption(3, 3.0, 0.0, 2, 1.0, "silu")  # an option of the quick space
 CRIPPLED = SlotOption(3, 1.0, 0.0, 1, 0.25, "silu")  # 1/4 of the channels, no expansion
-CONFIG = BkdConfig(epochs=8, batch_size=32, train_samples=320, val_samples=128, threads=1)
+CONFIG = BkdConfig(
+    epochs=8, batch_size=32, train_samples=320, val_samples=128, workers=1, threads=1
+)
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +198,7 @@ def test_two_workers_give_the_same_scores(tmp_path, mothernet, space, digits, li
 
 
 def test_students_start_from_bkd_weights(library, mothernet, space):
-    from nas.mothernet import load_checkpoint
+    from nas.training.checkpoint import load_checkpoint
 
     teacher, _, _ = load_checkpoint(mothernet)
     choices = [CRIPPLED, TEACHER, TEACHER]

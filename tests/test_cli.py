@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from latency.cli import main as latency_main
 from lut import LatencyTable
-from nas.cli import main as donna_main
+from nas.cli.donna import main as donna_main
+from nas.cli.latency_profile import main as latency_main
 from nas.core.spaces import get_space
 
 PROV = {
@@ -23,7 +23,8 @@ PROV = {
 
 def test_help_is_instant_and_imports_no_heavy_library():
     code = (
-        "import sys; from latency.cli import main; from nas.cli import main as m2\n"
+        "import sys; from nas.cli.latency_profile import main\n"
+        "from nas.cli.donna import main as m2\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
         "heavy = [m for m in ('torch', 'tensorflow', 'onnx2tf', 'sklearn') if m in sys.modules]\n"
         "print('HEAVY', heavy)"

@@ -28,7 +28,7 @@ def _count(path) -> int:
 def _profile_command(out, cache_dir) -> tuple[dict, list[str]]:
     """The profiling run both tests interrupt: the first 20 quick blocks, slow enough to hit."""
     env = {**os.environ, "DONNA_CACHE_DIR": str(cache_dir), "DONNA_NO_PROGRESS": "1"}
-    cmd = [sys.executable, "-m", "latency", "--space", "quick", "--out", str(out)]
+    cmd = [sys.executable, "-m", "nas.cli.latency_profile", "--space", "quick", "--out", str(out)]
     return env, [*cmd, "--limit", "20", "--repeats", "6"]
 
 

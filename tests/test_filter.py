@@ -7,6 +7,7 @@ import pytest
 
 from latency.estimator import LatencyEstimator
 from lut import LatencyTable, LutMissError
+from nas.bkd.library import BkdLibrary
 from nas.core.errors import FilterError
 from nas.core.spaces import get_space
 from nas.core.specs import describe, macs
@@ -16,10 +17,7 @@ from nas.filter import (
     filter_space,
     load_filtered_space,
     loss_levels,
-    option_blocks,
-    slot_input_chs,
 )
-from nas.library import BkdLibrary
 from nas.synthetic import synthetic_latency, synthetic_library, synthetic_table
 
 QUICK = get_space("quick")
@@ -113,7 +111,7 @@ def test_filter_space_with_lut_reports_sizes_and_reasons():
 def test_costs_are_lut_latencies_at_the_mothernet_input_channels():
     table = make_table(QUICK.block_specs())
     rep = filter_space(QUICK, make_library(QUICK), table)
-    chs = slot_input_chs(QUICK)
+    chs = QUICK.reference_in_chs()
     assert chs == [16, 24, 40]
     o = QUICK.options[2][5]
     expected = sum(synthetic_latency(b) for b in QUICK.slot_blocks(2, o, 40))
@@ -136,7 +134,7 @@ def test_lut_miss_names_every_missing_block():
     with pytest.raises(LutMissError) as exc:
         filter_space(QUICK, make_library(QUICK), table)
     # the head is not an option's block: every missing *option* block is named at once
-    needed = {b for slot in option_blocks(QUICK) for opt in slot for b in opt}
+    needed = {b for slot in QUICK.option_blocks() for opt in slot for b in opt}
     missing = [s for s in specs[-10:] if s in needed]
     assert len(exc.value.missing) == len(missing)
     assert all(describe(s) in str(exc.value) for s in missing)

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
+from nas.bkd.library import BkdEntry, BkdLibrary, LibraryError
 from nas.core.spaces import get_space
-from nas.library import BkdEntry, BkdLibrary, LibraryError
 
 
 def _entry(slot, option, nmse):

@@ -13,18 +13,15 @@ from nas.core.errors import MothernetError  # noqa: E402
 from nas.core.modules import randomize_bn  # noqa: E402
 from nas.core.spaces import B0_DEPTHS, B0_KERNELS, SlotOption, StageDef, get_space  # noqa: E402
 from nas.data import load_task_data  # noqa: E402
-from nas.mothernet import (  # noqa: E402
-    BlockNetwork,
+from nas.training.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from nas.training.mothernet import (  # noqa: E402
     MothernetConfig,
     build_mothernet,
-    build_network,
-    check_network,
     default_teacher_choices,
     evaluate,
-    load_checkpoint,
-    save_checkpoint,
     train_mothernet,
 )
+from nas.training.networks import BlockNetwork, build_network, check_network  # noqa: E402
 
 
 @pytest.fixture(scope="module")

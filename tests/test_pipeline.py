@@ -9,8 +9,9 @@ import os
 
 import pytest
 
-from nas.cli import main
-from nas.pipeline import PipelineError, RunConfig, parse_overrides
+from nas.cli.donna import main
+from nas.core.errors import PipelineError, SpaceError
+from nas.pipeline.config import RunConfig, parse_overrides
 
 pytestmark = pytest.mark.slow
 
@@ -106,6 +107,49 @@ def test_single_step_commands_on_the_run(denoise_run, tmp_path, capsys):
     assert "was trained from mothernet" in capsys.readouterr().err
 
 
+def _lut_without_stem_and_heads(lut, tmp_path):
+    """A copy of the run's LUT without the stem and head entries (every architecture of the
+    space needs them)."""
+    from nas.core.specs import spec_key
+
+    space = RunConfig(task="denoising").get_space()
+    data = json.loads(lut.read_text())
+    gone = [spec_key(space.stem_spec()), *(k for k in data["entries"] if '"image_head"' in k)]
+    for k in gone:
+        del data["entries"][k]
+    trimmed = tmp_path / "trimmed.json"
+    trimmed.write_text(json.dumps(data))
+    return trimmed, gone
+
+
+def test_search_measure_mode_measures_missing_blocks_on_the_host(denoise_run, tmp_path):
+    out, lut, _ = denoise_run
+    trimmed, gone = _lut_without_stem_and_heads(lut, tmp_path)
+    argv = ["search", "--space", str(out / "space.json"), "--bkd", str(out / "bkd.json"),
+            "--lut", str(trimmed), "--out", str(tmp_path / "s"), "--pop", "12",
+            "--generations", "2"]  # fmt: skip
+    assert main([*argv, "--mode", "lut"]) == 1  # the missing blocks are an error ...
+    assert main([*argv, "--mode", "measure", "--device", "host"]) == 0  # ... or measured
+    entries = json.loads(trimmed.read_text())["entries"]
+    assert all(k in entries for k in gone)
+    pareto = json.loads((tmp_path / "s" / "pareto.json").read_text())
+    assert pareto["front"] and pareto["provenance"]["estimator_mode"] == "measure"
+
+
+def test_search_predict_mode_predicts_missing_blocks(denoise_run, tmp_path):
+    out, lut, _ = denoise_run
+    trimmed, _ = _lut_without_stem_and_heads(lut, tmp_path)
+    before = trimmed.read_text()
+    argv = ["search", "--space", str(out / "space.json"), "--bkd", str(out / "bkd.json"),
+            "--lut", str(trimmed), "--out", str(tmp_path / "s"), "--pop", "12",
+            "--generations", "2", "--mode", "predict"]  # fmt: skip
+    assert main(argv) == 0
+    assert trimmed.read_text() == before  # predictions are not measurements: the LUT stays
+    pareto = json.loads((tmp_path / "s" / "pareto.json").read_text())
+    assert pareto["front"] and pareto["provenance"]["estimator_mode"] == "predict"
+    assert all(e["latency_ms"] > 0 for e in pareto["front"])
+
+
 def test_validate_surrogate_on_the_run(denoise_run, tmp_path, capsys):
     out, _, _ = denoise_run
     pareto = out / "search" / "pareto.json"
@@ -140,7 +184,7 @@ def test_bad_inputs(tmp_path, capsys):
     assert "expected KEY=VALUE with KEY one of" in capsys.readouterr().err
     with pytest.raises(PipelineError, match="not a number"):
         parse_overrides(["finals=three"])
-    with pytest.raises(PipelineError, match="is for classification, not denoising"):
+    with pytest.raises(SpaceError, match="is for classification, not denoising"):
         RunConfig(task="denoising", space="quick").get_space()
     assert main(["run", "--task", "segmentation"]) == 2
     assert main(["train-mothernet", "--data", f"cifar10:{tmp_path / 'nope'}", "--out",

@@ -2,26 +2,22 @@ from __future__ import annotations
 
 import itertools
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from latency.estimator import LatencyEstimator
 from lut import LatencyTable, LutMissError
+from nas.bkd.library import BkdLibrary
 from nas.core.errors import SearchError
 from nas.core.spaces import SearchSpace, StageDef, get_space, product_options
 from nas.core.specs import describe
 from nas.filter import filter_space
-from nas.library import BkdLibrary
-from nas.search import (
-    SearchConfig,
-    exact_front,
-    hypervolume_ratio,
-    latency_model,
-    load_pareto,
-    pick,
-    run_search,
-)
+from nas.search.config import SearchConfig
+from nas.search.objectives import latency_model
+from nas.search.result import load_pareto, parse_pick, pick
+from nas.search.run import exact_front, hypervolume_ratio, run_search
 from nas.synthetic import synthetic_library, synthetic_table
 
 QUICK = get_space("quick")
@@ -201,6 +197,16 @@ def test_pareto_round_trip_png_and_pick(tmp_path, quick_table, quick_library):
         pick(f"{path}:{n}")
     with pytest.raises(SearchError, match="PATH:INDEX"):
         pick(str(path))
+
+
+def test_parse_pick_is_the_path_index_parser(tmp_path):
+    assert parse_pick("runs/a:b/pareto.json:3") == (Path("runs/a:b/pareto.json"), 3)
+    assert parse_pick(Path("p.json:-1")) == (Path("p.json"), -1)
+    for bad in ("p.json", "p.json:", ":2", "p.json:x"):
+        with pytest.raises(SearchError, match="PATH:INDEX"):
+            parse_pick(bad)
+    with pytest.raises(SearchError, match="does not exist"):
+        pick(f"{tmp_path / 'none.json'}:0")
 
 
 def test_bad_pareto_files(tmp_path):

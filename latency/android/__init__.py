@@ -10,7 +10,11 @@ Pure (text in, frozen dataclasses out; nothing heavy imported, testable without 
 * :mod:`latency.android.binary` finds the benchmark binary and checks its ELF ABI;
 * :mod:`latency.android.errors` holds the domain exceptions.
 
-Device I/O: :mod:`latency.android.device` (:class:`AndroidDevice`, the one class that talks
-adb), :mod:`latency.android.measure` (the timing protocol on a phone) and
-:mod:`latency.android.run` (several phones in parallel, whole-model measurement).
+Device I/O: :mod:`latency.android.config` (:class:`AdbConfig`, the phone settings),
+:mod:`latency.android.device` (:class:`AndroidDevice`, the one class that talks adb),
+:mod:`latency.android.measure` (:class:`PhoneBenchmark`, the phone as a latency device, and
+the timing protocol, which drives an :class:`AndroidDevice`). Imports point one way:
+measure -> device -> config. Several phones in parallel and whole-model timing are in
+:mod:`latency.jobs` (device-independent). A phone is obtained by name from
+:func:`latency.devices.get_device` / :func:`latency.devices.open_device`.
 """

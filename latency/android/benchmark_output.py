@@ -126,28 +126,7 @@ def parse_benchmark_output(text: str, *, source: str = "") -> BenchmarkRun:
     crashed or refused the model), more than one run, or an inconsistent summary.
     """
     lines = text.splitlines()
-    summaries = [i for i, line in enumerate(lines) if _SUMMARY.search(line)]
-    if not summaries:
-        if any(_OLD_SUMMARY.search(line) for line in lines):
-            raise _error(
-                "is from a TFLite 1.x benchmark_model ('Average inference timings in us: "
-                "Warmup: ..., Init: ..., ...'), which this parser does not read",
-                lines, source,
-                hint="use the current android_aarch64 benchmark_model prebuilt (TFLite >= 2.4)",
-            )
-        raise _error(
-            "has no timing summary ('Inference timings in us: Init: ..., Inference (avg): ...'),"
-            " so nothing was measured",
-            lines, source,
-        )
-    if len(summaries) > 1:
-        raise _error(
-            f"holds {len(summaries)} runs ({len(summaries)} 'Inference timings in us' lines)",
-            lines, source,
-            hint="parse the output of one benchmark_model invocation at a time; for logcat "
-            "output clear the log (adb logcat -c) before each run",
-        )
-    end = summaries[0]
+    end = _summary_line(lines, source)
     summary = _SUMMARY.search(lines[end])
     assert summary is not None
 
@@ -225,6 +204,32 @@ def summarize_runs(runs: Sequence[BenchmarkRun]) -> LatencyStats:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def _summary_line(lines: Sequence[str], source: str) -> int:
+    """The index of the one timing-summary line, or the error saying why there is none."""
+    summaries = [i for i, line in enumerate(lines) if _SUMMARY.search(line)]
+    if not summaries:
+        if any(_OLD_SUMMARY.search(line) for line in lines):
+            raise _error(
+                "is from a TFLite 1.x benchmark_model ('Average inference timings in us: "
+                "Warmup: ..., Init: ..., ...'), which this parser does not read",
+                lines, source,
+                hint="use the current android_aarch64 benchmark_model prebuilt (TFLite >= 2.4)",
+            )
+        raise _error(
+            "has no timing summary ('Inference timings in us: Init: ..., Inference (avg): ...'),"
+            " so nothing was measured",
+            lines, source,
+        )
+    if len(summaries) > 1:
+        raise _error(
+            f"holds {len(summaries)} runs ({len(summaries)} 'Inference timings in us' lines)",
+            lines, source,
+            hint="parse the output of one benchmark_model invocation at a time; for logcat "
+            "output clear the log (adb logcat -c) before each run",
+        )
+    return summaries[0]
 
 
 def _run_stats(lines: Sequence[str]) -> tuple[dict[str, float] | None, dict[str, float] | None]:

@@ -10,13 +10,13 @@ binary, or the test suite's stand-in).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from latency.android.errors import BenchmarkBinaryError
+from nas.core.files import file_sha256
 
 __all__ = [
     "BINARY_NAME",
@@ -107,13 +107,15 @@ def find_benchmark_binary(
             "or pass --benchmark-binary PATH (see docs/phone.md)"
         )
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            head = f.read(64)
+        sha256 = file_sha256(path)
     except OSError as exc:
         raise BenchmarkBinaryError(f"cannot read the benchmark binary {path}: {exc}") from None
-    abi = elf_abi(data[:64])
+    abi = elf_abi(head)
     if abi is None:
         check_abi(None, (), path)  # raises with the download hint
     assert abi is not None
     if not os.access(path, os.R_OK):
         raise BenchmarkBinaryError(f"cannot read the benchmark binary {path}")
-    return BenchmarkBinary(path=path, abi=abi, sha256=hashlib.sha256(data).hexdigest())
+    return BenchmarkBinary(path=path, abi=abi, sha256=sha256)

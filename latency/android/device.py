@@ -12,21 +12,24 @@ that it has timeouts and reports the phone's own refusal message ("No space left
 On the phone everything lives in one work folder under ``/data/local/tmp`` (default
 ``/data/local/tmp/donnav2``)::
 
-    models/SHA16/NAME.tflite   each model once per content hash (kept between runs)
-    bin/benchmark_model-SHA12  the benchmark binary, once per content hash
-    scripts/NAME-SHA12.sh      device_scripts/*.sh, once per content hash
-    results/SESSION/N.txt      benchmark reports of this session (removed on close())
+    models/SHA16/NAME.tflite       each model once per content hash (kept between runs)
+    bin/SHA16/benchmark_model      the benchmark binary, once per content hash
+    scripts/SHA16/NAME.sh          device_scripts/*.sh, once per content hash
+    results/SESSION/N.txt          benchmark reports of this session (removed on close())
+
+(``SHA16``: the first 16 hex digits of the file's sha256.) The work folder and the other
+settings are an :class:`latency.android.config.AdbConfig`.
 
 No path outside the work folder is ever written: remote paths are built by :meth:`_remote`,
 which refuses names that would leave it.
 
-The device is also a latency :class:`latency.devices.Device`: :meth:`measure` times models
-with ``benchmark_model`` (see :mod:`latency.android.measure`).
+This module only moves bytes and runs commands. Timing models with ``benchmark_model`` (the
+phone as a latency :class:`latency.devices.Device`) is :class:`latency.android.measure.
+PhoneBenchmark`, which drives an :class:`AndroidDevice`; nothing here imports it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import posixpath
 import shlex
@@ -36,85 +39,38 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from latency.android.binary import BenchmarkBinary, check_abi, find_benchmark_binary
+from latency.android.config import AdbConfig, check_work_dir
 from latency.android.errors import (
     AdbError,
-    BenchmarkBinaryError,
     DeviceCommandError,
     DeviceDisconnectedError,
     DeviceSelectionError,
     DeviceTimeoutError,
     PushError,
+    RemotePathError,
 )
 from latency.android.phones import DeviceProfile, profile_for, watched_zone_types
-from latency.android.run_report import DeviceInfo, ModelReport, parse_device_info, parse_run_report
-from latency.host import MeasureConfig
+from latency.android.run_report import DeviceInfo, parse_device_info
 from nas.core.files import file_sha256
 
-__all__ = ["WORK_ROOT", "AdbConfig", "AndroidDevice", "ShellResult", "attached_serials"]
+__all__ = ["AndroidDevice", "ShellResult", "attached_serials", "select_serial"]
 
-WORK_ROOT = "/data/local/tmp"
 SYNC_CHUNK = 64 * 1024
 _SHELL_STDOUT, _SHELL_STDERR, _SHELL_EXIT = 1, 2, 3
 
 
 @dataclass(frozen=True)
-class AdbConfig:
-    """How to talk to phones. Defaults are defined here only (the CLI reads them)."""
-
-    io_timeout_s: float = 30.0
-    """Longest wait for any answer of the phone (a frozen phone fails after this)."""
-    run_timeout_s: float = 300.0
-    """Longest benchmark_model run; the phone kills it after this, the host waits this long
-    (plus io_timeout_s) for the next sign of life while a model runs."""
-    cooldown_s: float = 5.0
-    """Sleep on the phone between two models."""
-    gate_timeout_s: float = 180.0
-    """Longest wait for the thermal gate (watched zones at or below the profile's cooldown
-    temperature) before a model; a model started hot is flagged throttled."""
-    min_secs: float = 0.5
-    """benchmark_model --min_secs and --warmup_min_secs (each phase runs at least this long)."""
-    work_dir: str = f"{WORK_ROOT}/donnav2"
-    binary: Path | None = None
-    """benchmark_model to push (default: found in the cache folder, see binary.py)."""
-    binary_dir: Path | None = None
-    max_failures: int = 3
-    """Stop after this many models failed in a row before any succeeded (a broken binary)."""
-    throttle_retries: int = 1
-    """Re-runs of a model whose runs were throttled (after a cooldown) before flagging it."""
-
-    def __post_init__(self) -> None:
-        if min(self.io_timeout_s, self.run_timeout_s) <= 0 or self.cooldown_s < 0:
-            raise ValueError("adb timeouts must be > 0 and the cooldown >= 0")
-        check_work_dir(self.work_dir)
-
-
-@dataclass(frozen=True)
 class ShellResult:
+    """What a command on the phone gave: its exit status and its output, decoded."""
+
     exit_code: int
     stdout: str
     stderr: str
-
-
-def check_work_dir(work_dir: str) -> str:
-    """The work folder, normalised; it must be a folder under /data/local/tmp."""
-    norm = posixpath.normpath(work_dir)
-    if (
-        not work_dir.startswith("/")
-        or norm != work_dir.rstrip("/")
-        or not norm.startswith(WORK_ROOT + "/")
-        or any(c in work_dir for c in "\n\0")
-    ):
-        raise ValueError(
-            f"the phone work folder must be a normalised path inside {WORK_ROOT}/ (no '..', "
-            f"no line breaks), got {work_dir!r}"
-        )
-    return norm
 
 
 def _client() -> Any:
@@ -160,25 +116,17 @@ def select_serial(requested: str | None) -> str:
 class AndroidDevice:
     """One phone, by serial. Use as a context manager (or call :meth:`close`)."""
 
-    def __init__(
-        self,
-        serial: str,
-        measure: MeasureConfig | None = None,
-        adb: AdbConfig | None = None,
-    ) -> None:
+    def __init__(self, serial: str, adb: AdbConfig | None = None) -> None:
         self.serial = serial
-        self.name = serial
-        self.config = measure or MeasureConfig()
         self.adb = adb or AdbConfig()
         self.work = check_work_dir(self.adb.work_dir)
         self.session = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._device: Any = None
         self._info: DeviceInfo | None = None
         self._profile: DeviceProfile | None = None
-        self._binary: BenchmarkBinary | None = None
         self._pushed: dict[str, str] = {}  # local sha256 -> remote path
         self._folders_ready = False
-        self._reports = 0
+        self._results = 0  # result files handed out in this session
 
     # ---- context -----------------------------------------------------------------------------
     def __enter__(self) -> AndroidDevice:
@@ -209,7 +157,7 @@ class AndroidDevice:
         """A path inside the work folder; refuses parts that would leave it."""
         for part in parts:
             if part in ("", ".", "..") or "/" in part or "\n" in part or "\0" in part:
-                raise ValueError(
+                raise RemotePathError(
                     f"{part!r} cannot be a file name on the phone (it would leave the work "
                     "folder or break the report format); rename the file"
                 )
@@ -423,6 +371,13 @@ class AndroidDevice:
                    what=f"creating the work folder {self.work}")
         self._folders_ready = True
 
+    def new_result_file(self) -> str:
+        """A fresh path in this session's results folder (``results/SESSION/N.txt``; the
+        folder is created here and removed by :meth:`close`)."""
+        self._ensure_folders()
+        self._results += 1
+        return self._remote("results", self.session, f"{self._results}.txt")
+
     def push_once(self, local: Path, folder: str, name: str, mode: int = 0o644) -> str:
         """Push ``local`` to ``folder/SHA/name`` unless a file of that content is there."""
         local = Path(local)
@@ -481,147 +436,18 @@ class AndroidDevice:
         return self._info
 
     def profile(self) -> DeviceProfile:
+        """The phone's measurement profile (big cores, mask, zones, temperatures)."""
         if self._profile is None:
             info = self.info()
             self._profile = profile_for(info.props, info.max_freqs_khz)
         return self._profile
 
     def abilist(self) -> list[str]:
+        """The ABIs the phone runs (``ro.product.cpu.abilist``, else ``ro.product.cpu.abi``)."""
         props = self.info().props
         listed = props.get("ro.product.cpu.abilist", "")
         return [a for a in listed.split(",") if a] or [props.get("ro.product.cpu.abi", "")]
 
     def watched_zones(self) -> tuple[str, ...]:
+        """The thermal zones the profile watches that this phone has."""
         return watched_zone_types(self.profile(), self.info().temps_c)
-
-    def fingerprint(self) -> dict[str, Any]:
-        info, prof = self.info(), self.profile()
-        p = info.props
-        ident = {
-            "kind": "android",
-            "model": p.get("ro.product.model", ""),
-            "board": p.get("ro.product.board") or p.get("ro.board.platform", ""),
-            "build_fingerprint": p.get("ro.build.fingerprint", ""),
-            "abi": p.get("ro.product.cpu.abi", ""),
-        }
-        dev_id = "android-" + hashlib.sha256(repr(sorted(ident.items())).encode()).hexdigest()[
-            :12
-        ]
-        return {
-            "id": dev_id,
-            **ident,
-            "serial": self.serial,
-            "manufacturer": p.get("ro.product.manufacturer", ""),
-            "soc": prof.soc,
-            "platform": p.get("ro.board.platform", ""),
-            "hardware": p.get("ro.hardware", ""),
-            "android": p.get("ro.build.version.release", ""),
-            "sdk": p.get("ro.build.version.sdk", ""),
-            "abilist": self.abilist(),
-            "profile": prof.name,
-            "big_cores": list(prof.big_cores),
-            "taskset_mask": prof.mask,
-            "cpu_max_freq_khz": {str(c): f for c, f in sorted(info.max_freqs_khz.items())},
-            "cpu_governors": {str(c): g for c, g in sorted(info.governors.items())},
-            "thermal_zones": sorted(info.temps_c),
-            "watched_zones": list(self.watched_zones()),
-        }
-
-    # ---- benchmark binary --------------------------------------------------------------------
-    def binary(self) -> BenchmarkBinary:
-        """The benchmark binary (found, read, ABI-checked against this phone)."""
-        if self._binary is None:
-            binary = find_benchmark_binary(self.adb.binary, self.adb.binary_dir)
-            check_abi(binary.abi, self.abilist(), binary.path)
-            self._binary = binary
-        return self._binary
-
-    def push_binary(self) -> str:
-        binary = self.binary()
-        remote = self.push_once(binary.path, "bin", "benchmark_model", mode=0o755)
-        return remote
-
-    def runtime(self) -> str:
-        b = self.binary()
-        return (
-            f"TFLite benchmark_model (sha256 {b.short_hash}, {b.abi}) on Android, "
-            f"pinned to cores {','.join(map(str, self.profile().big_cores))}"
-        )
-
-    def measure_settings(self) -> dict[str, Any]:
-        prof = self.profile()
-        if self.config.threads > prof.max_threads:
-            raise BenchmarkBinaryError(
-                f"--threads {self.config.threads} is more than the {prof.max_threads} big "
-                f"cores of {prof.name}; use --threads {prof.max_threads} or fewer"
-            )
-        adb = asdict(self.adb)
-        return {
-            **asdict(self.config),
-            "benchmark_runs": self.config.repeats,
-            "num_runs": self.config.invokes,
-            "warmup_runs": self.config.warmup,
-            "min_secs": adb["min_secs"],
-            "cooldown_s": adb["cooldown_s"],
-            "gate_temp_c": prof.cooldown_temp_c,
-            "max_temp_c": prof.max_temp_c,
-            "gate_timeout_s": adb["gate_timeout_s"],
-            "taskset_mask": prof.mask,
-        }
-
-    # ---- benchmarking ------------------------------------------------------------------------
-    def run_benchmark(
-        self,
-        models: Sequence[str],
-        *,
-        runs: int,
-        cooldown: bool,
-        on_progress: Callable[[str], None] | None = None,
-    ) -> list[ModelReport]:
-        """Run ``run_benchmark.sh`` on already pushed ``models``; the parsed report.
-
-        A report cut short raises :class:`DeviceDisconnectedError`/:class:`DeviceTimeoutError`
-        from the transport, or :class:`DeviceCommandError` if the script itself failed.
-        """
-        prof, cfg, adb = self.profile(), self.config, self.adb
-        binary = self.push_binary()
-        self._ensure_folders()
-        self._reports += 1
-        report = self._remote("results", self.session, f"{self._reports}.txt")
-        args = [
-            "-b", binary, "-o", report, "-m", prof.mask,
-            "-k", ",".join(map(str, prof.big_cores)), "-z", ",".join(self.watched_zones()),
-            "-t", str(cfg.threads), "-w", str(cfg.warmup), "-n", str(cfg.invokes),
-            "-r", str(runs), "-s", f"{adb.min_secs:g}",
-            "-c", f"{adb.cooldown_s:g}" if cooldown else "0",
-            "-g", str(round(prof.cooldown_temp_c * 1000)), "-G", f"{adb.gate_timeout_s:.0f}",
-            "-T", f"{adb.run_timeout_s:.0f}", "--", *models,
-        ]
-        # silent stretches: one benchmark run, one gate poll, one cooldown
-        idle = adb.run_timeout_s + adb.cooldown_s + adb.io_timeout_s
-        res = self.run_script("run_benchmark.sh", args, idle_timeout=idle, on_stdout=on_progress)
-        if res.exit_code != 0:
-            raise DeviceCommandError(
-                f"run_benchmark.sh failed on phone {self.serial} (exit {res.exit_code}): "
-                f"{(res.stderr or res.stdout).strip()[-500:]}"
-            )
-        text = self.read_file(report).decode(errors="replace")
-        reports, done = parse_run_report(text)
-        if not done:
-            raise DeviceCommandError(
-                f"the benchmark report {report} on phone {self.serial} is incomplete; run the "
-                "same command again to resume"
-            )
-        return reports
-
-    def measure(
-        self,
-        models: Sequence[tuple[Any, Path]],
-        reference: Path,
-        baseline_us: float | None = None,
-        on_done: Callable[[Any, Any], None] | None = None,
-    ) -> dict[Any, Any]:
-        """Time every ``(key, path)`` model on the phone (see :mod:`latency.android.measure`)."""
-        from latency.android.measure import measure_models
-
-        return measure_models(self, models, Path(reference), baseline_us, on_done)

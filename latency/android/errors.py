@@ -42,6 +42,11 @@ class DeviceCommandError(DeviceError):
     """A command or device script on the phone failed."""
 
 
+class RemotePathError(DeviceError, ValueError):
+    """A path on the phone would leave the work folder, or the work folder itself is not a
+    folder inside ``/data/local/tmp``."""
+
+
 class PushError(DeviceError):
     """A file could not be written to the phone (permission, full storage, bad path)."""
 

@@ -1,5 +1,9 @@
 """Timing models on a phone with ``benchmark_model`` (the phone's side of the LUT).
 
+:class:`PhoneBenchmark` is the phone as a latency :class:`latency.devices.Device`
+(fingerprint, runtime, settings, :meth:`~PhoneBenchmark.measure`); it drives an
+:class:`~latency.android.device.AndroidDevice`, which does all the adb I/O.
+
 Protocol, per model: cool down (``AdbConfig.cooldown_s``), wait for the thermal gate, record
 the big cores' frequency caps and the watched temperatures, run ``benchmark_model`` pinned to
 the big cores ``repeats`` times (each run: ``warmup`` warmup invokes, then at least
@@ -21,23 +25,36 @@ context only (``warm_*``); the LUT uses it as the in-network figure.
 
 from __future__ import annotations
 
+import hashlib
 import shlex
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from latency.android.benchmark_output import BenchmarkRun, parse_benchmark_output
-from latency.android.errors import BenchmarkFailedError, BenchmarkOutputError
-from latency.android.run_report import ModelReport, throttle_reasons
+from latency.android.binary import BenchmarkBinary, check_abi, find_benchmark_binary
+from latency.android.config import AdbConfig
+from latency.android.device import AndroidDevice
+from latency.android.errors import (
+    BenchmarkBinaryError,
+    BenchmarkFailedError,
+    BenchmarkOutputError,
+    DeviceCommandError,
+)
+from latency.android.run_report import ModelReport, parse_run_report, throttle_reasons
+from latency.host import MeasureConfig
 from latency.stats import LatencyStats, relative_spread, summarize
 
-if TYPE_CHECKING:
-    from latency.android.device import AndroidDevice
-
-__all__ = ["BenchmarkFailures", "PhoneMeasurement", "measure_models", "runs_of"]
+__all__ = [
+    "BenchmarkFailures",
+    "PhoneBenchmark",
+    "PhoneMeasurement",
+    "measure_models",
+    "runs_of",
+]
 
 _SIGNALS = {134: "SIGABRT", 135: "SIGBUS", 137: "SIGKILL", 139: "SIGSEGV"}
 
@@ -128,8 +145,171 @@ def runs_of(report: ModelReport, source: str, hint: str = "") -> list[BenchmarkR
     return runs
 
 
+class PhoneBenchmark:
+    """A phone as a latency device: models are timed with ``benchmark_model`` through
+    ``phone``, the :class:`AndroidDevice` that does all the adb I/O. Use as a context
+    manager (or call :meth:`close`: this session's results are removed from the phone)."""
+
+    def __init__(self, phone: AndroidDevice, measure: MeasureConfig | None = None) -> None:
+        self.phone = phone
+        self.name = phone.serial
+        self.config = measure or MeasureConfig()
+        self._binary: BenchmarkBinary | None = None
+
+    @property
+    def serial(self) -> str:
+        return self.phone.serial
+
+    @property
+    def adb(self) -> AdbConfig:
+        """The phone's settings (timeouts, cooldown, thermal gate, binary)."""
+        return self.phone.adb
+
+    # ---- context -----------------------------------------------------------------------------
+    def __enter__(self) -> PhoneBenchmark:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Clean up the phone session (see :meth:`AndroidDevice.close`)."""
+        self.phone.close()
+
+    # ---- provenance --------------------------------------------------------------------------
+    def fingerprint(self) -> dict[str, Any]:
+        """Who the phone is (its ``id`` hashes model, board, build and ABI) and its state."""
+        phone = self.phone
+        info, prof = phone.info(), phone.profile()
+        p = info.props
+        ident = {
+            "kind": "android",
+            "model": p.get("ro.product.model", ""),
+            "board": p.get("ro.product.board") or p.get("ro.board.platform", ""),
+            "build_fingerprint": p.get("ro.build.fingerprint", ""),
+            "abi": p.get("ro.product.cpu.abi", ""),
+        }
+        dev_id = "android-" + hashlib.sha256(repr(sorted(ident.items())).encode()).hexdigest()[
+            :12
+        ]
+        return {
+            "id": dev_id,
+            **ident,
+            "serial": phone.serial,
+            "manufacturer": p.get("ro.product.manufacturer", ""),
+            "soc": prof.soc,
+            "platform": p.get("ro.board.platform", ""),
+            "hardware": p.get("ro.hardware", ""),
+            "android": p.get("ro.build.version.release", ""),
+            "sdk": p.get("ro.build.version.sdk", ""),
+            "abilist": phone.abilist(),
+            "profile": prof.name,
+            "big_cores": list(prof.big_cores),
+            "taskset_mask": prof.mask,
+            "cpu_max_freq_khz": {str(c): f for c, f in sorted(info.max_freqs_khz.items())},
+            "cpu_governors": {str(c): g for c, g in sorted(info.governors.items())},
+            "thermal_zones": sorted(info.temps_c),
+            "watched_zones": list(phone.watched_zones()),
+        }
+
+    def binary(self) -> BenchmarkBinary:
+        """The benchmark binary (found, read, ABI-checked against this phone)."""
+        if self._binary is None:
+            binary = find_benchmark_binary(self.adb.binary, self.adb.binary_dir)
+            check_abi(binary.abi, self.phone.abilist(), binary.path)
+            self._binary = binary
+        return self._binary
+
+    def push_binary(self) -> str:
+        """The binary's path on the phone (pushed once per content hash)."""
+        return self.phone.push_once(self.binary().path, "bin", "benchmark_model", mode=0o755)
+
+    def runtime(self) -> str:
+        b = self.binary()
+        return (
+            f"TFLite benchmark_model (sha256 {b.short_hash}, {b.abi}) on Android, "
+            f"pinned to cores {','.join(map(str, self.phone.profile().big_cores))}"
+        )
+
+    def measure_settings(self) -> dict[str, Any]:
+        """The settings that shape the figures (recorded in the LUT's provenance); refuses
+        more threads than the profile has big cores."""
+        prof = self.phone.profile()
+        if self.config.threads > prof.max_threads:
+            raise BenchmarkBinaryError(
+                f"--threads {self.config.threads} is more than the {prof.max_threads} big "
+                f"cores of {prof.name}; use --threads {prof.max_threads} or fewer"
+            )
+        adb = asdict(self.adb)
+        return {
+            **asdict(self.config),
+            "benchmark_runs": self.config.repeats,
+            "num_runs": self.config.invokes,
+            "warmup_runs": self.config.warmup,
+            "min_secs": adb["min_secs"],
+            "cooldown_s": adb["cooldown_s"],
+            "gate_temp_c": prof.cooldown_temp_c,
+            "max_temp_c": prof.max_temp_c,
+            "gate_timeout_s": adb["gate_timeout_s"],
+            "taskset_mask": prof.mask,
+        }
+
+    # ---- benchmarking ------------------------------------------------------------------------
+    def run_benchmark(
+        self,
+        models: Sequence[str],
+        *,
+        runs: int,
+        cooldown: bool,
+        on_progress: Callable[[str], None] | None = None,
+    ) -> list[ModelReport]:
+        """Run ``run_benchmark.sh`` on already pushed ``models``; the parsed report.
+
+        A report cut short raises :class:`DeviceDisconnectedError`/:class:`DeviceTimeoutError`
+        from the transport, or :class:`DeviceCommandError` if the script itself failed.
+        """
+        phone, prof, cfg, adb = self.phone, self.phone.profile(), self.config, self.adb
+        binary = self.push_binary()
+        report = phone.new_result_file()
+        args = [
+            "-b", binary, "-o", report, "-m", prof.mask,
+            "-k", ",".join(map(str, prof.big_cores)), "-z", ",".join(phone.watched_zones()),
+            "-t", str(cfg.threads), "-w", str(cfg.warmup), "-n", str(cfg.invokes),
+            "-r", str(runs), "-s", f"{adb.min_secs:g}",
+            "-c", f"{adb.cooldown_s:g}" if cooldown else "0",
+            "-g", str(round(prof.cooldown_temp_c * 1000)), "-G", f"{adb.gate_timeout_s:.0f}",
+            "-T", f"{adb.run_timeout_s:.0f}", "--", *models,
+        ]
+        # silent stretches: one benchmark run, one gate poll, one cooldown
+        idle = adb.run_timeout_s + adb.cooldown_s + adb.io_timeout_s
+        res = phone.run_script("run_benchmark.sh", args, idle_timeout=idle, on_stdout=on_progress)
+        if res.exit_code != 0:
+            raise DeviceCommandError(
+                f"run_benchmark.sh failed on phone {self.serial} (exit {res.exit_code}): "
+                f"{(res.stderr or res.stdout).strip()[-500:]}"
+            )
+        text = phone.read_file(report).decode(errors="replace")
+        reports, done = parse_run_report(text)
+        if not done:
+            raise DeviceCommandError(
+                f"the benchmark report {report} on phone {self.serial} is incomplete; run the "
+                "same command again to resume"
+            )
+        return reports
+
+    def measure(
+        self,
+        models: Sequence[tuple[Any, Path]],
+        reference: Path,
+        baseline_us: float | None = None,
+        on_done: Callable[[Any, PhoneMeasurement], None] | None = None,
+    ) -> dict[Any, PhoneMeasurement]:
+        """Time every ``(key, path)`` model on the phone (see :func:`measure_models`)."""
+        return measure_models(self, models, Path(reference), baseline_us, on_done)
+
+
 def _bench(
-    dev: AndroidDevice, remote: str, runs: int, cooldown: bool, source: str
+    dev: PhoneBenchmark, remote: str, runs: int, cooldown: bool, source: str
 ) -> tuple[list[BenchmarkRun], ModelReport]:
     reports = dev.run_benchmark([remote], runs=runs, cooldown=cooldown)
     if len(reports) != 1:
@@ -141,10 +321,10 @@ def _bench(
 
 
 def _measure_one(
-    dev: AndroidDevice, remote: str, source: str, cooldown: bool, factor: float,
+    dev: PhoneBenchmark, remote: str, source: str, cooldown: bool, factor: float,
     baseline: float,
 ) -> PhoneMeasurement:
-    cfg, adb, prof = dev.config, dev.adb, dev.profile()
+    cfg, adb, prof = dev.config, dev.adb, dev.phone.profile()
     started = time.perf_counter()
     runs, report = _bench(dev, remote, cfg.repeats, cooldown, source)
     reasons = throttle_reasons(report, prof.max_temp_c)
@@ -178,7 +358,7 @@ def _measure_one(
 
 
 def measure_models(
-    dev: AndroidDevice,
+    dev: PhoneBenchmark,
     models: Sequence[tuple[Any, Path]],
     reference: Path,
     baseline_us: float | None = None,
@@ -193,7 +373,7 @@ def measure_models(
     """
     cfg, adb = dev.config, dev.adb
     dev.measure_settings()  # validates threads against the big cores
-    ref_remote = dev.push_model(reference)
+    ref_remote = dev.phone.push_model(reference)
     results: dict[Any, PhoneMeasurement] = {}
     failed: dict[Any, BenchmarkFailedError] = {}
     in_a_row = 0
@@ -208,7 +388,7 @@ def measure_models(
             baseline = baseline if baseline is not None else ref_now
             factor = baseline / ref_now
         assert baseline is not None
-        remote = dev.push_model(Path(path))
+        remote = dev.phone.push_model(Path(path))
         try:
             m = _measure_one(dev, remote, Path(path).name, not first, factor, baseline)
         except BenchmarkFailedError as exc:

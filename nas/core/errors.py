@@ -39,3 +39,7 @@ class FilterError(DonnaError, ValueError):
 class SearchError(DonnaError, ValueError):
     """The architecture search cannot run as asked (budget below the fastest model, a Pareto
     file or index that does not exist, a space too large to enumerate)."""
+
+
+class PipelineError(DonnaError):
+    """``donna run`` cannot run as configured (settings, run folder, picks)."""

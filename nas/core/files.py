@@ -3,9 +3,11 @@ reader of donnav2's own versioned JSON files (BKD library, filtered space, Paret
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +23,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, _file_mode(path))  # mkstemp makes 0600; keep what open() would give
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -38,6 +41,21 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
     finally:
         os.close(dfd)
     return path
+
+
+@functools.cache
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _file_mode(path: Path) -> int:
+    """The mode of the file being replaced, else that of a new file (0666 less the umask)."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -108,6 +108,20 @@ class SearchSpace:
     def stage_chs(self, slot: int, width: float) -> int:
         return make_divisible(self.stages[slot].out_chs * width)
 
+    def reference_width(self, slot: int) -> float:
+        """The width a mothernet-like network uses in ``slot``: 1.0 when the slot offers it,
+        else the slot's widest width."""
+        widths = {o.width for o in self.options[slot]}
+        return 1.0 if 1.0 in widths else max(widths)
+
+    def reference_in_chs(self) -> list[int]:
+        """Input channels of each slot when every earlier slot has its
+        :meth:`reference_width`: the stem's for slot 0, else the previous stage's channels."""
+        chs = [self.stem_chs]
+        for i in range(self.n_slots - 1):
+            chs.append(self.stage_chs(i, self.reference_width(i)))
+        return chs
+
     def slot_input_sizes(self) -> list[int]:
         """Input height (= width) of each slot; it does not depend on the choices."""
         size = out_size(self.resolution, self.stem_stride)
@@ -143,6 +157,16 @@ class SearchSpace:
                 )
             )
         return blocks
+
+    def option_blocks(self, in_chs: Sequence[int] | None = None) -> list[list[list[MBConvSpec]]]:
+        """The blocks of every option of every slot (``[slot][option]``), each slot decoded
+        with the input channels ``in_chs[slot]`` (default :meth:`reference_in_chs`)."""
+        chs = self.reference_in_chs() if in_chs is None else list(in_chs)
+        if len(chs) != self.n_slots:
+            raise SpaceError(f"space {self.name!r} needs {self.n_slots} input channel counts")
+        return [
+            [self.slot_blocks(i, o, chs[i]) for o in opts] for i, opts in enumerate(self.options)
+        ]
 
     @property
     def scale(self) -> int:
@@ -202,6 +226,20 @@ class SearchSpace:
         for in_chs in in_set:
             seen.setdefault(self.head_spec(in_chs), None)
         return list(seen)
+
+    def describe(self) -> str:
+        """Slots, options per slot, size and distinct blocks, for people (``donna space``)."""
+        lines = [f"space {self.name} ({self.task}) @{self.resolution}px, {self.n_slots} slots"]
+        for i, (stage, size) in enumerate(zip(self.stages, self.slot_input_sizes())):
+            lines.append(
+                f"  slot {i}: {len(self.options[i])} options, base out {stage.out_chs} ch, "
+                f"stride {stage.stride}, input {size}x{size}"
+            )
+        lines.append(
+            f"architectures: 10^{self.log10_size():.2f}; distinct blocks for the LUT: "
+            f"{len(self.block_specs())}"
+        )
+        return "\n".join(lines)
 
     # ---- persistence --------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -344,6 +382,20 @@ def get_space(name: str, resolution: int | None = None) -> SearchSpace:
     if factory is None:
         raise SpaceError(f"unknown search space {name!r}; choose one of: {', '.join(SPACES)}")
     return factory() if resolution is None else factory(resolution=resolution)
+
+
+def task_space(task: str, name: str | None = None, resolution: int | None = None) -> SearchSpace:
+    """The space ``name`` (default: the task's quick space, :data:`TASK_SPACES`) for ``task``;
+    a space of another task is refused with the one to use."""
+    if task not in TASK_SPACES:
+        raise SpaceError(f"unknown task {task!r}; choose one of: {', '.join(TASK_SPACES)}")
+    space = get_space(name or TASK_SPACES[task], resolution)
+    if space.task != task:
+        raise SpaceError(
+            f"space {space.name!r} is for {space.task}, not {task}; use --space "
+            f"{TASK_SPACES[task]} (or leave --space out)"
+        )
+    return space
 
 
 def random_genomes(space: SearchSpace, n: int, seed: int) -> list[list[int]]:

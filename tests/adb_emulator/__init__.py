@@ -23,21 +23,9 @@ Example::
         device = adbutils.AdbClient(port=server_port).device(phone.serial)
         assert device.prop.model == "SM-G973F"
 
-pytest fixtures doing this with a private adb server are in :mod:`.fixtures`.
+pytest fixtures doing this with a private adb server are in :mod:`.fixtures`. Modules:
+:mod:`.device` (:class:`~.device.EmulatedDevice`, :class:`~.device.Faults`), :mod:`.transport`
+(connections and streams), :mod:`.protocol` (the wire formats), :mod:`.services` (``sync:``) and
+:mod:`.shell` (``shell:``/``exec:``), :mod:`.sandbox` (the phone's filesystem),
+:mod:`.runners` (how commands see it), :mod:`.standin` (the stand-in ``benchmark_model``).
 """
-
-from __future__ import annotations
-
-from .device import EmulatedDevice, Faults
-from .protocol import ProtocolError, StreamClosed
-from .sandbox import DEFAULT_PROPS, NamespaceError, Sandbox
-
-__all__ = [
-    "DEFAULT_PROPS",
-    "EmulatedDevice",
-    "Faults",
-    "NamespaceError",
-    "ProtocolError",
-    "Sandbox",
-    "StreamClosed",
-]

@@ -1,203 +1,31 @@
-"""The device-side services behind OPEN: ``shell:``, ``shell,v2,...:``, ``exec:`` and ``sync:``."""
+"""The device-side services behind OPEN: ``sync:`` here, ``shell:``, ``shell,v2,...:`` and
+``exec:`` in :mod:`.shell`."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
-import pty
-import select
-import signal
 import stat
-import struct
-import subprocess
-import termios
-import threading
 import time
-import tty
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from . import protocol as p
 from .protocol import StreamClosed
 from .sandbox import Sandbox
+from .shell import run_shell, write_all
 
 if TYPE_CHECKING:
-    from .device import EmulatedDevice, Stream
+    from .device import EmulatedDevice
+    from .transport import Stream
 
 Handler = Callable[["EmulatedDevice", "Stream", p.ServiceRequest], None]
-
-READ_CHUNK = 64 * 1024
-POLL = 0.1
 
 
 def service_handler(request: p.ServiceRequest) -> Handler | None:
     """The function that serves ``request`` (run in its own thread), or None if unsupported."""
     return {"shell": run_shell, "exec": run_shell, "sync": run_sync}.get(request.kind)
-
-
-# -- shell / exec ------------------------------------------------------------------------------
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _exit_code(returncode: int) -> int:
-    return 128 - returncode if returncode < 0 else returncode
-
-
-def run_shell(device: EmulatedDevice, stream: Stream, request: p.ServiceRequest) -> None:
-    """Run the command, relay stdin/stdout/stderr (raw bytes or shell v2 packets), then the
-    exit code (v2), then close the stream."""
-    runner = device.runner
-    v2 = request.shell_protocol
-    if runner is None:
-        stream.close()
-        return
-    argv, env, cwd = runner.argv(request.command), runner.env(request.term), runner.cwd
-    master: int | None = None
-    try:
-        if request.use_pty:
-            master, slave = pty.openpty()
-            if request.raw_pty:
-                tty.setraw(slave)
-            try:
-                proc = subprocess.Popen(
-                    argv, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=cwd,
-                    start_new_session=True, close_fds=True,
-                )
-            finally:
-                os.close(slave)
-            outputs = [(master, p.SHELL_STDOUT)]
-            stdin_fd: int | None = master
-        else:
-            proc = subprocess.Popen(
-                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                env=env, cwd=cwd, start_new_session=True, close_fds=True,
-            )
-            assert proc.stdin and proc.stdout and proc.stderr
-            outputs = [
-                (proc.stdout.fileno(), p.SHELL_STDOUT), (proc.stderr.fileno(), p.SHELL_STDERR)
-            ]
-            stdin_fd = proc.stdin.fileno()
-    except OSError as exc:
-        if master is not None:
-            os.close(master)
-        with contextlib.suppress(StreamClosed):
-            message = f"/system/bin/sh: {exc.strerror}\n".encode()
-            stream.write(p.pack_shell_packet(p.SHELL_STDERR, message) if v2 else message)
-            if v2:
-                stream.write(p.pack_shell_exit(127))
-        stream.close()
-        return
-
-    def kill() -> None:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-
-    stream.add_close_callback(kill)
-    deadline = time.monotonic() + device.command_timeout
-    finished = threading.Event()
-
-    def pump_output(fd: int, packet_id: int) -> None:
-        while not finished.is_set() and time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], POLL)
-            if not ready:
-                continue
-            try:
-                data = os.read(fd, READ_CHUNK)
-            except OSError:  # EIO: the PTY's last slave end was closed
-                return
-            if not data:
-                return
-            try:
-                stream.write(p.pack_shell_packet(packet_id, data) if v2 else data)
-            except StreamClosed:
-                kill()
-                return
-
-    def pump_input() -> None:
-        nonlocal stdin_fd
-        parser = p.ShellPacketParser()
-        while not finished.is_set():
-            try:
-                data = stream.read(timeout=POLL)
-            except TimeoutError:
-                continue
-            if data is None:
-                return
-            try:
-                if not v2:
-                    if stdin_fd is not None:
-                        _write_all(stdin_fd, data)
-                    continue
-                for packet_id, payload in parser.feed(data):
-                    if packet_id == p.SHELL_STDIN and stdin_fd is not None:
-                        _write_all(stdin_fd, payload)
-                    elif packet_id == p.SHELL_CLOSE_STDIN:
-                        if master is not None:
-                            _write_all(master, b"\x04")  # a PTY cannot half-close: send ^D
-                        elif proc.stdin is not None:
-                            proc.stdin.close()
-                            stdin_fd = None
-                    elif packet_id == p.SHELL_WINDOW_SIZE and master is not None:
-                        size = p.parse_window_size(payload)
-                        if size is not None:
-                            fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", *size))
-            except (OSError, ValueError):  # the command closed its stdin or ended
-                stdin_fd = None
-            except p.ProtocolError:
-                kill()
-                return
-
-    pumps = [
-        threading.Thread(
-            target=pump_output, args=out, name=f"adb-emulator-{device.port}-out", daemon=True
-        )
-        for out in outputs
-    ]
-    feeder = threading.Thread(
-        target=pump_input, name=f"adb-emulator-{device.port}-in", daemon=True
-    )
-    for thread in (*pumps, feeder):
-        thread.start()
-    try:
-        for thread in pumps:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        if any(thread.is_alive() for thread in pumps):
-            kill()  # command_timeout
-        try:
-            proc.wait(timeout=max(0.5, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            kill()
-            proc.wait(timeout=5)
-        finished.set()
-        for thread in pumps:
-            thread.join(1.0)
-        if v2 and not stream.closed.is_set():
-            with contextlib.suppress(StreamClosed):
-                stream.write(p.pack_shell_exit(_exit_code(proc.returncode)))
-    finally:
-        finished.set()
-        kill()
-        feeder.join(1.0)
-        stream.close()
-        if master is not None:
-            os.close(master)
-        for pipe in (proc.stdin, proc.stdout, proc.stderr):
-            if pipe is not None:
-                with contextlib.suppress(OSError):
-                    pipe.close()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=1)
-
-
-# -- sync --------------------------------------------------------------------------------------
 
 
 class _Reader:
@@ -411,7 +239,7 @@ def _send(
                 return False
             data = reader.read_exact(size)
             try:
-                _write_all(fd, data)
+                write_all(fd, data)
             except OSError as exc:
                 stream.write(p.pack_sync_fail(f"write failed: {_strerror(exc)}"))
                 reader.discard_until_done()

@@ -11,6 +11,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from nas.core.files import atomic_write_text
+
 
 def _read(path: Path) -> Any:
     return json.loads(path.read_text()) if path.exists() else None
@@ -142,14 +144,11 @@ def _final_row(f: dict[str, Any], hil_by: dict[str, dict[str, Any]]) -> str:
     )
 
 
-def write_report(folder: Path, state: dict[str, Any], config: Any = None) -> Path:
-    folder = Path(folder)
-    settings = state.get("settings", {})
-    stages = state.get("stages", {})
-    task = settings.get("task", "?")
-    metric = "top-1 accuracy" if task == "classification" else "PSNR (dB)"
-    lines = [f"# donnav2 run: {task} on `{settings.get('device')}`", ""]
-    lines += [
+def _header(settings: dict[str, Any], stages: dict[str, Any], metric: str) -> list[str]:
+    m = stages.get("mothernet", {})
+    lines = [
+        f"# donnav2 run: {settings.get('task', '?')} on `{settings.get('device')}`",
+        "",
         "| setting | value |",
         "|---|---|",
         *(f"| {k} | `{v}` |" for k, v in settings.items() if k != "sizes"),
@@ -162,9 +161,6 @@ def write_report(folder: Path, state: dict[str, Any], config: Any = None) -> Pat
         *(f"| {k} | {v.get('seconds')} |" for k, v in stages.items()),
         f"| **total** | {sum(v.get('seconds', 0) for v in stages.values()):.1f} |",
         "",
-    ]
-    m = stages.get("mothernet", {})
-    lines += [
         "## Mothernet",
         "",
         f"{metric} on the validation split: {_fmt(m.get('metric'), 4)}",
@@ -173,82 +169,115 @@ def write_report(folder: Path, state: dict[str, Any], config: Any = None) -> Pat
     lut = stages.get("lut", {})
     if lut:
         lines += ["## Latency LUT", "", f"`{lut.get('lut')}`: {lut.get('summary')}", ""]
+    return lines
+
+
+def _filter_section(folder: Path, filt: dict[str, Any], stages: dict[str, Any]) -> list[str]:
+    rep = filt.get("filter", filt)
+    before, after = rep.get("log10_before"), rep.get("log10_after")
+    dropped = rep.get("dropped", [])
+    if rep.get("slots"):
+        plot_filter(rep, folder / "bkd_filter.png")
+    return [
+        "## BKD and filter",
+        "",
+        "![BKD loss vs cost per slot](bkd_filter.png)",
+        "",
+        f"BKD library: `bkd.json` ({stages.get('bkd', {}).get('options')} options). "
+        f"Filter: search space 10^{_fmt(before, 2)} → 10^{_fmt(after, 2)} architectures, "
+        f"{len(dropped)} options dropped (reasons in `space.json`).",
+        "",
+    ]
+
+
+def _search_section(pareto: dict[str, Any]) -> list[str]:
+    front = pareto.get("front", [])
+    return [
+        "## Search (NSGA-II: summed BKD MSE vs LUT latency)",
+        "",
+        "![Pareto front](search/pareto.png)",
+        "",
+        f"{len(front)} architectures on the front.",
+        "",
+        "| # | options | surrogate (Σ nMSE) | LUT latency (ms) |",
+        "|---|---|---|---|",
+        *(
+            f"| {e['index']} | {'; '.join(e.get('options', []))} | {_fmt(e['surrogate'], 4)}"
+            f" | {_fmt(e['latency_ms'])} |"
+            for e in front
+        ),
+        "",
+    ]
+
+
+def _hil_section(folder: Path, rows: list[dict[str, Any]]) -> list[str]:
+    plot_hil(rows, folder / "hil.png")
+    errs = [abs(r["error_pct"]) for r in rows]
+    return [
+        "## Hardware in the loop: LUT estimate vs measured whole model",
+        "",
+        "![LUT vs measured](hil.png)",
+        "",
+        "| model | LUT (ms) | measured (ms) | error |",
+        "|---|---|---|---|",
+        *(
+            f"| {r['model']} | {_fmt(r['lut_ms'])} | {_fmt(r['measured_ms'])} | "
+            f"{r['error_pct']:+.1f}% |"
+            for r in rows
+        ),
+        "",
+        f"Median absolute error {statistics.median(errs):.1f}%, max {max(errs):.1f}%.",
+        "",
+    ]
+
+
+def _finals_section(
+    folder: Path,
+    finals: list[dict[str, Any]],
+    hil_by: dict[str, dict[str, Any]],
+    mothernet: dict[str, Any],
+    metric: str,
+) -> list[str]:
+    plot_tradeoff(finals, hil_by, mothernet, metric, folder / "tradeoff.png")
+    mm = hil_by.get("mothernet", {})
+    return [
+        "## Finetuned models",
+        "",
+        "![metric vs latency](tradeoff.png)",
+        "",
+        f"| model | {metric} after BKD init | after finetune | measured latency (ms) |",
+        "|---|---|---|---|",
+        f"| mothernet | – | {_fmt(mothernet.get('metric'), 4)} | {_fmt(mm.get('measured_ms'))} |",
+        *(_final_row(f, hil_by) for f in finals),
+        "",
+        "Weights: `final/<index>/model.pt` (loadable with "
+        "`nas.training.checkpoint.load_checkpoint`).",
+        "",
+    ]
+
+
+def write_report(folder: Path, state: dict[str, Any]) -> Path:
+    """Write ``folder/report.md`` (and its plots) from the stage outputs and ``run.json``'s
+    ``state``; a section whose stage has not run is left out."""
+    folder = Path(folder)
+    settings = state.get("settings", {})
+    stages = state.get("stages", {})
+    metric = "top-1 accuracy" if settings.get("task") == "classification" else "PSNR (dB)"
+    lines = _header(settings, stages, metric)
     filt = _read(folder / "space.json")
     if filt:
-        rep = filt.get("filter", filt)
-        before, after = rep.get("log10_before"), rep.get("log10_after")
-        dropped = rep.get("dropped", [])
-        if rep.get("slots"):
-            plot_filter(rep, folder / "bkd_filter.png")
-        lines += [
-            "## BKD and filter",
-            "",
-            "![BKD loss vs cost per slot](bkd_filter.png)",
-            "",
-            f"BKD library: `bkd.json` ({stages.get('bkd', {}).get('options')} options). "
-            f"Filter: search space 10^{_fmt(before, 2)} → 10^{_fmt(after, 2)} architectures, "
-            f"{len(dropped)} options dropped (reasons in `space.json`).",
-            "",
-        ]
+        lines += _filter_section(folder, filt, stages)
     pareto = _read(folder / "search" / "pareto.json")
     if pareto:
-        front = pareto.get("front", [])
-        lines += [
-            "## Search (NSGA-II: summed BKD MSE vs LUT latency)",
-            "",
-            "![Pareto front](search/pareto.png)",
-            "",
-            f"{len(front)} architectures on the front.",
-            "",
-            "| # | options | surrogate (Σ nMSE) | LUT latency (ms) |",
-            "|---|---|---|---|",
-            *(
-                f"| {e['index']} | {'; '.join(e.get('options', []))} | {_fmt(e['surrogate'], 4)}"
-                f" | {_fmt(e['latency_ms'])} |"
-                for e in front
-            ),
-            "",
-        ]
+        lines += _search_section(pareto)
     hil = _read(folder / "hil.json")
     hil_by: dict[str, dict[str, Any]] = {}
     if hil:
-        rows = hil["rows"]
-        hil_by = {r["model"]: r for r in rows}
-        plot_hil(rows, folder / "hil.png")
-        errs = [abs(r["error_pct"]) for r in rows]
-        lines += [
-            "## Hardware in the loop: LUT estimate vs measured whole model",
-            "",
-            "![LUT vs measured](hil.png)",
-            "",
-            "| model | LUT (ms) | measured (ms) | error |",
-            "|---|---|---|---|",
-            *(
-                f"| {r['model']} | {_fmt(r['lut_ms'])} | {_fmt(r['measured_ms'])} | "
-                f"{r['error_pct']:+.1f}% |"
-                for r in rows
-            ),
-            "",
-            f"Median absolute error {statistics.median(errs):.1f}%, max {max(errs):.1f}%.",
-            "",
-        ]
+        hil_by = {r["model"]: r for r in hil["rows"]}
+        lines += _hil_section(folder, hil["rows"])
     finals = _read(folder / "final" / "results.json")
     if finals:
-        plot_tradeoff(finals, hil_by, m, metric, folder / "tradeoff.png")
-        mm = hil_by.get("mothernet", {})
-        lines += [
-            "## Finetuned models",
-            "",
-            "![metric vs latency](tradeoff.png)",
-            "",
-            f"| model | {metric} after BKD init | after finetune | measured latency (ms) |",
-            "|---|---|---|---|",
-            f"| mothernet | – | {_fmt(m.get('metric'), 4)} | {_fmt(mm.get('measured_ms'))} |",
-            *(_final_row(f, hil_by) for f in finals),
-            "",
-            "Weights: `final/<index>/model.pt` (loadable with `nas.mothernet.load_checkpoint`).",
-            "",
-        ]
+        lines += _finals_section(folder, finals, hil_by, stages.get("mothernet", {}), metric)
     out = folder / "report.md"
-    out.write_text("\n".join(lines))
+    atomic_write_text(out, "\n".join(lines))
     return out

@@ -1,0 +1,187 @@
+"""What a ``donna run`` is: its settings (:class:`RunConfig`) and the sizes of every stage
+(:class:`Preset`). Defaults are defined here only; the CLI shows them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from nas.bkd.config import DEFAULT_WORKERS
+from nas.core.errors import PipelineError
+from nas.core.spaces import TASK_SPACES, SearchSpace, task_space
+
+__all__ = ["DEFAULT_WORKERS", "PRESETS", "PipelineError", "Preset", "RunConfig", "parse_overrides"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Sizes of every stage; ``quick`` is the README's ≤10-minute demo on 2 cores."""
+
+    train_limit: int | None
+    val_limit: int | None
+    mothernet_epochs: float
+    bkd_epochs: float
+    bkd_train_samples: int | None
+    bkd_val_samples: int | None
+    finetune_epochs: float
+    finals: int  # architectures finetuned
+    hil_models: int  # architectures measured whole (plus the mothernet)
+    pop_size: int
+    generations: int
+
+
+PRESETS: dict[str, Preset] = {
+    "quick": Preset(
+        train_limit=4000,
+        val_limit=1000,
+        mothernet_epochs=6.0,
+        bkd_epochs=1.0,
+        bkd_train_samples=3000,
+        bkd_val_samples=500,
+        finetune_epochs=2.0,
+        finals=3,
+        hil_models=3,
+        pop_size=100,
+        generations=50,
+    ),
+    "full": Preset(
+        train_limit=None,
+        val_limit=None,
+        mothernet_epochs=30.0,
+        bkd_epochs=1.0,
+        bkd_train_samples=10_000,
+        bkd_val_samples=1000,
+        finetune_epochs=10.0,
+        finals=5,
+        hil_models=8,
+        pop_size=100,
+        generations=50,
+    ),
+}
+
+
+# Image-to-image networks keep full resolution in every block, so a training step costs
+# several times a classification step: the quick preset uses less data for those tasks.
+QUICK_IMAGE = replace(
+    PRESETS["quick"],
+    train_limit=2000,
+    val_limit=500,
+    mothernet_epochs=2.0,
+    bkd_train_samples=640,
+    bkd_val_samples=256,
+    finetune_epochs=1.0,
+    finals=2,
+    hil_models=2,
+)
+
+
+def preset_for(name: str, task: str) -> Preset:
+    if name == "quick" and task != "classification":
+        return QUICK_IMAGE
+    return PRESETS[name]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    task: str = "classification"
+    device: str = "host"
+    data: str | None = None  # None: the task's built-in data
+    out: Path | None = None  # None: runs/<task>
+    space: str | None = None  # None: the task's quick space
+    resolution: int | None = None
+    lut: Path | None = None  # None: lut/<device>-<space>.json
+    mothernet: Path | None = None  # bring your own (skips training)
+    budget_ms: float | None = None
+    seed: int = 0
+    preset: str = "quick"
+    workers: int = DEFAULT_WORKERS  # BKD worker processes (1 torch thread each)
+    benchmark_binary: Path | None = None  # phones: TFLite benchmark_model (default: cache)
+    cooldown_s: float | None = None  # phones: rest between models (default: AdbConfig's)
+    overrides: tuple[tuple[str, Any], ...] = ()  # preset fields changed by options
+
+    def __post_init__(self) -> None:
+        from nas.data import TASKS
+
+        if self.task not in TASKS:
+            raise PipelineError(f"unknown task {self.task!r}; choose one of: {', '.join(TASKS)}")
+        if self.preset not in PRESETS:
+            raise PipelineError(
+                f"unknown preset {self.preset!r}; choose one of: {', '.join(PRESETS)}"
+            )
+        names = {f.name for f in fields(Preset)}
+        for k, _ in self.overrides:
+            if k not in names:
+                raise PipelineError(f"unknown preset setting {k!r}")
+
+    @property
+    def sizes(self) -> Preset:
+        return replace(preset_for(self.preset, self.task), **dict(self.overrides))
+
+    @property
+    def space_name(self) -> str:
+        return self.space or TASK_SPACES[self.task]
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.out) if self.out is not None else Path("runs") / self.task
+
+    def lut_path(self) -> Path:
+        if self.lut is not None:
+            return Path(self.lut)
+        from latency.devices import default_lut_path
+
+        return default_lut_path(self.device, self.space_name, self.resolution)
+
+    def get_space(self) -> SearchSpace:
+        return task_space(self.task, self.space, self.resolution)
+
+    def device_configs(self) -> tuple[Any, Any]:
+        """The measurement and phone settings of the run's device (:func:`open_device`)."""
+        from latency.android.config import AdbConfig
+        from latency.host import MeasureConfig
+
+        adb = AdbConfig(binary=self.benchmark_binary)
+        if self.cooldown_s is not None:
+            adb = replace(adb, cooldown_s=self.cooldown_s)
+        return MeasureConfig(seed=self.seed), adb
+
+    def result_settings(self) -> dict[str, Any]:
+        """What changes results (recorded in run.json, compared on resume)."""
+        return {
+            "task": self.task,
+            "device": self.device,
+            "data": self.data or "builtin",
+            "space": self.space_name,
+            "resolution": self.resolution,
+            "mothernet": str(self.mothernet) if self.mothernet else None,
+            "seed": self.seed,
+            "budget_ms": self.budget_ms,
+            "sizes": asdict(self.sizes),
+        }
+
+
+def parse_overrides(items: Sequence[str]) -> tuple[tuple[str, Any], ...]:
+    """``KEY=VALUE`` strings to typed preset overrides (``none`` = no cap)."""
+    types = {f.name: f.type for f in fields(Preset)}
+    out = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in types:
+            raise PipelineError(
+                f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(types)}"
+            )
+        text = value.strip().lower()
+        try:
+            if text in ("none", "all") and "None" in str(types[key]):
+                parsed: Any = None
+            elif "float" in str(types[key]):
+                parsed = float(text)
+            else:
+                parsed = int(text)
+        except ValueError:
+            raise PipelineError(f"--set {item!r}: {value!r} is not a number") from None
+        out.append((key, parsed))
+    return tuple(out)
