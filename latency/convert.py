@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from functools import cache
@@ -246,13 +246,13 @@ class Converter:
         return self.cached(item.key() if isinstance(item, Architecture) else spec_key(item))
 
     def convert_block(self, spec: BlockSpec) -> ConvertedModel:
-        return self._convert(spec_key(spec), describe(spec), lambda: _build([spec]), in_shape(spec))
+        return self._convert(spec_key(spec), describe(spec), lambda: _build(spec), in_shape(spec))
 
     def convert_architecture(self, arch: Architecture, label: str = "") -> ConvertedModel:
         return self._convert(
             arch.key(),
             label or f"network of {len(arch)} blocks",
-            lambda: _build(arch.blocks),
+            lambda: _build(arch),
             in_shape(arch.blocks[0]),
         )
 
@@ -344,16 +344,12 @@ class Converter:
         return result
 
 
-def _build(blocks: Sequence[BlockSpec]) -> Any:
-    import torch
+def _build(item: BlockSpec | Architecture) -> Any:
+    """The torch module of a block or a whole architecture (the one module builder), with
+    non-trivial BatchNorm statistics so the numerical check tests the folding."""
+    from nas.core.modules import build_architecture, build_block, randomize_bn
 
-    from nas.core.modules import build_block, randomize_bn
-
-    module = (
-        torch.nn.Sequential(*(build_block(b) for b in blocks))
-        if len(blocks) > 1
-        else (build_block(blocks[0]))
-    )
+    module = build_architecture(item) if isinstance(item, Architecture) else build_block(item)
     return randomize_bn(module, seed=0).eval()
 
 
