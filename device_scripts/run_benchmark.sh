@@ -15,6 +15,13 @@
 #            after GATE_TIMEOUT_S seconds of waiting, start anyway and say so in the report
 #   COOLDOWN_S  seconds to sleep before each model but the first (0: none)
 #   RUN_TIMEOUT_S  a benchmark_model run taking longer is killed (exit status 124)
+#
+# Before and after every run the CORES are checked against /sys/devices/system/cpu/online
+# (phones hot-plug big cores off when saving power or hot; taskset then fails with "Invalid
+# argument", or pins to the remaining few). If one is offline the script prints
+#   @@donna cores-offline cores=OFFLINE online=LIST
+# (OFFLINE: those of CORES, comma-separated; LIST: the kernel's online list, ? if unreadable)
+# to stdout and the report, and exits with status 5: the model being run is not finished.
 
 set -u
 binary='' report='' mask='' cores='' zones='' threads=1 warmup=1 num_runs=50 runs=1
@@ -126,6 +133,60 @@ gate() {
     done
 }
 
+cpu_dir=/sys/devices/system/cpu
+
+core_online() {
+    # is core $1 in the kernel CPU list $2 (e.g. 0-3,6)? With no list ("?"), its cpuN/online
+    # file says (cpu0 often has none: online)
+    if [ "$2" = '?' ]; then
+        [ "$(read_first "$cpu_dir/cpu$1/online")" != 0 ]
+        return
+    fi
+    _saved_ifs=$IFS
+    IFS=,
+    for _item in $2; do
+        _lo=${_item%-*}
+        _hi=${_item#*-}
+        case $_lo$_hi in
+            ''|*[!0-9]*) continue ;;
+        esac
+        if [ "$1" -ge "$_lo" ] && [ "$1" -le "$_hi" ]; then
+            IFS=$_saved_ifs
+            return 0
+        fi
+    done
+    IFS=$_saved_ifs
+    return 1
+}
+
+offline_cores() {
+    # the CORES that are offline now, comma-separated (empty: all online)
+    _list=$(read_first "$cpu_dir/online")
+    _off=''
+    _cores_ifs=$IFS
+    IFS=,
+    for _core in $cores; do
+        case $_core in
+            ''|*[!0-9]*) continue ;;
+        esac
+        if ! core_online "$_core" "$_list"; then
+            _off=${_off:+$_off,}$_core
+        fi
+    done
+    IFS=$_cores_ifs
+    printf '%s' "$_off"
+}
+
+check_cores() {
+    # exit 5 with the cores-offline line (stdout and report) when a pinned core is offline
+    _off=$(offline_cores)
+    [ -z "$_off" ] && return 0
+    _line="@@donna cores-offline cores=$_off online=$(read_first "$cpu_dir/online")"
+    echo "$_line"
+    echo "$_line" >&3
+    exit 5
+}
+
 if command -v timeout >/dev/null 2>&1; then
     limit() { timeout "$run_timeout" "$@"; }
 else
@@ -149,12 +210,14 @@ exec 3>&1
         record before
         i=1
         while [ "$i" -le "$runs" ]; do
+            check_cores
             echo "@@donna progress run $i" >&3
             echo "@@donna run $i begin"
             limit taskset "$mask" "$binary" --graph="$model" --num_threads="$threads" \
                 --warmup_runs="$warmup" --num_runs="$num_runs" --min_secs="$min_secs" \
                 --warmup_min_secs="$min_secs" 2>&1
             echo "@@donna run $i end exit=$?"
+            check_cores  # a core switched off during the run: it may have run elsewhere
             i=$((i + 1))
         done
         record after

@@ -402,6 +402,9 @@ _WORKER: Converter | None = None
 
 def _worker_init(config: ConvertConfig) -> None:
     global _WORKER
+    from nas.core.processes import die_with_parent
+
+    die_with_parent()  # a killed parent (even kill -9) leaves no ~1 GB worker behind
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import_tensorflow()  # first, quietly: onnx2tf would import it with all its start-up chatter
     _WORKER = Converter(config)

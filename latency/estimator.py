@@ -4,13 +4,15 @@ Modes:
 
 * ``lut``: a missing block is an error that names it;
 * ``measure``: a missing block is converted, measured on the device and added to the LUT
-  (the device must be the one the LUT was measured on);
+  (the device must be the one the LUT was measured on), holding the LUT's one-writer lock
+  while it measures (:mod:`nas.core.locks`);
 * ``predict``: a missing block is predicted by a regressor trained on the LUT's entries from
   block features; its cross-validated error is in :attr:`LatencyEstimator.predictor_report`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -204,14 +206,29 @@ class LatencyEstimator:
         if self.mode == "lut":
             self.table.lookup(missing)  # raises LutMissError naming every missing block
         elif self.mode == "measure":
-            from latency.profiler import profile_specs
-
-            assert self.device is not None and self.convert_config is not None
-            profile_specs(missing, self.device, self.table, self.convert_config)
+            self._measure(missing)
         else:
             assert self.predictor is not None
             for s, v in zip(missing, self.predictor.predict(missing)):
                 self._predicted[s] = float(v)
+
+    def _measure(self, missing: Sequence[BlockSpec]) -> None:
+        """Measure ``missing`` into the LUT as its one writer: under the LUT's lock (another
+        writer refuses this one, naming it), after re-reading the file, so what others wrote
+        since it was loaded is kept (and not measured again)."""
+        from latency.profiler import profile_specs
+        from nas.core.locks import writer_lock
+
+        assert self.device is not None and self.convert_config is not None
+        path = self.table.path
+        with writer_lock(path, "LUT") if path is not None else contextlib.nullcontext():
+            if path is not None and path.exists():
+                fresh = LatencyTable.load(path)
+                fresh.require(self.table.identity())
+                self.table.provenance, self.table.entries = fresh.provenance, fresh.entries
+            todo = self.table.missing(missing)
+            if todo:
+                profile_specs(todo, self.device, self.table, self.convert_config)
 
 
 def build_estimator(

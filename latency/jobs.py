@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from latency.context import CALIBRATION_NETS, check_calibrate_nets
 from latency.convert import ConvertConfig
 from latency.devices import safe_name
 from latency.errors import DeviceError
@@ -29,7 +30,8 @@ class ProfileJob:
 
     ``out``: the LUT file (``{device}`` in it is replaced by the serial; with several devices
     and no ``{device}``, the serial is added before the suffix); ``None`` gives
-    ``lut/DEVICE-SPACE[-rRES][-tTHREADS].json``."""
+    ``lut/DEVICE-SPACE[-rRES][-tTHREADS].json``. ``calibrate_nets``: whole networks the
+    context model is fitted on once the LUT holds the whole space (0: not calibrated)."""
 
     space: SearchSpace
     devices: tuple[str, ...]
@@ -41,6 +43,10 @@ class ProfileJob:
     workers: int | None = None
     limit: int | None = None
     resume: bool = True
+    calibrate_nets: int = CALIBRATION_NETS
+
+    def __post_init__(self) -> None:  # refused before anything is measured
+        check_calibrate_nets(self.calibrate_nets)
 
 
 def lut_path(out: Path | None, default: Path, device: str, several: bool) -> Path:
@@ -107,6 +113,7 @@ def parse_model_arg(text: str, space: Any) -> tuple[str, Any]:
     """``FILE.tflite`` -> ("file", Path); ``ARCH.json`` (a list of block specs, as
     ``Architecture.to_list()`` writes) or a genome ``i,j,k,...`` of ``space`` ->
     ("arch", Architecture)."""
+    from nas.core.errors import SpecError
     from nas.core.specs import Architecture
 
     path = Path(text).expanduser()
@@ -119,8 +126,13 @@ def parse_model_arg(text: str, space: Any) -> tuple[str, Any]:
             data = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
             raise DeviceError(f"--model {text}: cannot read the architecture ({exc})") from None
-        blocks = data.get("blocks") if isinstance(data, dict) else data
-        return "arch", Architecture.from_list(blocks)
+        try:
+            if isinstance(data, dict) and "stem" in data:  # Architecture.to_dict()
+                return "arch", Architecture.from_dict(data)
+            blocks = data["blocks"] if isinstance(data, dict) and "blocks" in data else data
+            return "arch", Architecture.from_list(blocks)
+        except SpecError as exc:
+            raise SpecError(f"--model {text}: {exc}") from None
     if re.fullmatch(r"\d+(,\d+)*", text):
         return "arch", space.decode([int(x) for x in text.split(",")])
     raise DeviceError(
@@ -184,12 +196,17 @@ def lut_for(job: ProfileJob, device: str, several: bool) -> Path:
 
 
 def profile_one(job: ProfileJob, device_name: str, lut: Path, echo: Echo) -> str:
-    """Profile the job's space on one device into ``lut``; the report's summary."""
+    """Profile the job's space on one device into ``lut``, then fit its context model when
+    the LUT is complete and not calibrated yet (``donna run``'s LUT stage too); the report's
+    summary, with a line on the context model."""
+    from latency.context import calibrate_if_needed
     from latency.devices import open_device
     from latency.profiler import open_table, profile_specs
+    from nas.core.locks import writer_lock
 
     specs = job.space.block_specs()
-    with open_device(device_name, job.measure, job.adb) as dev:
+    # one writer per LUT, taken before it is read: another run on it is refused, none is lost
+    with writer_lock(lut, "LUT"), open_device(device_name, job.measure, job.adb) as dev:
         table = open_table(lut, dev, resume=job.resume)
         echo(
             f"space {job.space.name} @{job.space.resolution}px: {len(specs)} blocks; device "
@@ -200,7 +217,10 @@ def profile_one(job: ProfileJob, device_name: str, lut: Path, echo: Echo) -> str
             specs, dev, table, job.convert, workers=job.workers, limit=job.limit,
             remeasure=not job.resume,
         )  # fmt: skip
-    return report.summary()
+        context = calibrate_if_needed(
+            job.space, dev, table, job.convert, job.calibrate_nets, echo=echo
+        )
+    return f"{report.summary()}\n{context}"
 
 
 def run_profile_job(job: ProfileJob, echo: Echo) -> list[Any]:
@@ -213,11 +233,13 @@ def run_profile_job(job: ProfileJob, echo: Echo) -> list[Any]:
     if not several:
         name, lut = jobs[0]
         return [DeviceRun(name, lut, profile_one(job, name, lut, echo))]
+    from latency.context import calibration_nets
     from latency.convert import convert_many
     from latency.host import REFERENCE_SPEC
 
     specs = list(dict.fromkeys(job.space.block_specs()))[: job.limit]
-    convert_many([REFERENCE_SPEC, *specs], job.convert, job.workers or 2)
+    nets = calibration_nets(job.space, job.calibrate_nets) if job.limit is None else []
+    convert_many([REFERENCE_SPEC, *specs, *nets], job.convert, job.workers or 2)
     return profile_in_parallel(jobs, lambda n, lut: profile_one(job, n, lut, echo))
 
 
@@ -231,6 +253,8 @@ def time_models(
     from latency.profiler import provenance_for
     from lut.table import LatencyTable, identity
 
+    for text in models:  # a bad --model is refused before a device is opened
+        parse_model_arg(text, job.space)
     names = resolve_devices(job.devices)
     if len(names) != 1:
         raise DeviceError("--model measures on one device: give one --device")

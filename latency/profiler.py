@@ -8,7 +8,6 @@ Converted models are cached on disk, so a rerun does not convert again either.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,9 +16,11 @@ from typing import Any
 
 from latency.convert import ConvertConfig, ConvertedModel, convert_many, converter_versions
 from latency.devices import Device
-from latency.errors import ConversionError
+from latency.errors import ConversionError, SettingError
 from latency.host import REFERENCE_SPEC, Measurement
-from lut.table import LatencyTable, identity
+from lut.errors import LutWriteError
+from lut.table import WRITE_FIX, LatencyTable, backup_copy, identity
+from nas.core.files import check_writable
 from nas.core.progress import progress_bar
 from nas.core.specs import BlockSpec, describe, spec_key
 
@@ -47,6 +48,8 @@ class ProfileReport:
     out: Path | None
     unstable: list[str] = field(default_factory=list)
     throttled: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)  # bad entries found, measured again
+    backup: Path | None = None  # the LUT as it was before they were dropped
 
     def summary(self) -> str:
         rate_c = self.converted / self.convert_seconds * 60 if self.convert_seconds > 0 else 0.0
@@ -70,6 +73,13 @@ class ProfileReport:
                 "(screen off, out of its case, not charging) and run the same command again: "
                 "they are measured again"
             )
+        if self.dropped:
+            s += (
+                f"\nnote: dropped {len(self.dropped)} bad LUT "
+                f"entr{'y' if len(self.dropped) == 1 else 'ies'}, measured again when in this space"
+                + (f" (the file before is kept as {self.backup})" if self.backup else "")
+                + f", e.g. {self.dropped[0]}"
+            )
         return s
 
 
@@ -87,11 +97,13 @@ def provenance_for(device: Device) -> dict[str, Any]:
 
 def open_table(out: Path, device: Device, resume: bool = True) -> LatencyTable:
     """The LUT to fill: resumed when it exists and ``resume`` (refusing one measured elsewhere),
-    otherwise started afresh; a replaced file is kept as ``OUT.bak`` so nothing is lost."""
+    otherwise started afresh; a replaced file is kept as ``OUT.bak`` (``OUT.bak.2``, ... when
+    taken) so nothing is lost."""
     prov = provenance_for(device)
     out = Path(out)
     if out.exists() and not resume:
-        shutil.copy2(out, out.with_name(out.name + ".bak"))
+        check_writable(out, "LUT", fix=WRITE_FIX, error=LutWriteError)
+        backup_copy(out)
         return LatencyTable.create(out, prov)
     return LatencyTable.open_for(out, prov)
 
@@ -107,7 +119,11 @@ def profile_specs(
     remeasure: bool = False,
 ) -> ProfileReport:
     """Make sure every spec has an entry in ``table`` (measuring the missing ones on
-    ``device``). Conversion failures are raised after everything else is saved."""
+    ``device``). Conversion failures are raised after everything else is saved. ``limit``
+    (>= 1) profiles only the first blocks; ``workers`` (>= 1) conversion processes."""
+    for name, value in (("limit", limit), ("workers", workers)):
+        if value is not None and (isinstance(value, bool) or value < 1):
+            raise SettingError(f"{name} must be a whole number >= 1 (or not given), got {value}")
     table.require(identity(provenance_for(device)))
     unique = list(dict.fromkeys(specs))[:limit]
     # entries a phone measured while throttled (see latency.android.measure) are measured again
@@ -116,6 +132,7 @@ def profile_specs(
     todo = unique if remeasure else [s for s in unique if s in redo]
     skipped = len(unique) - len(table.missing(unique)) - (0 if remeasure else len(flagged))
     report = ProfileReport(len(unique), skipped, 0, 0, 0.0, 0.0, table.path)
+    report.dropped, report.backup = list(table.dropped), table.backup
     if not todo:
         return report
     workers = workers or min(2, os.cpu_count() or 1)

@@ -15,8 +15,10 @@ never a torn one.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
+import shutil
 import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -30,7 +32,8 @@ from lut.errors import (
     LutSchemaError,
     LutWriteError,
 )
-from nas.core.files import atomic_write_text
+from nas.core.errors import SpecError
+from nas.core.files import atomic_write_text, check_writable
 from nas.core.specs import Architecture, BlockSpec, describe, spec_from_key, spec_key
 
 SCHEMA = "donnav2-lut"
@@ -38,6 +41,9 @@ SCHEMA_VERSION = 1
 # Provenance fields that must agree for two measurements to belong in one table.
 IDENTITY_FIELDS = ("device_id", "runtime", "threads", "converter")
 LATENCY_FIELD = "median_us"
+# Optional per-entry figures that, when present, must be positive numbers of microseconds.
+CONTEXT_FIELDS = ("warm_median_us", "cold_median_us")
+WRITE_FIX = "choose another --out or fix the folder's permissions"
 
 
 DEFAULT_CONTEXT_ALPHA = 0.5
@@ -66,15 +72,77 @@ def identity(provenance: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _short(value: Any, limit: int = 60) -> str:
+    """``value`` as it reads in the JSON file, shortened to ``limit`` characters."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _block_of(key: str) -> BlockSpec | None:
+    try:
+        return spec_from_key(key)
+    except SpecError:
+        return None
+
+
+def entry_label(key: str) -> str:
+    """A LUT entry named for people: its block (``describe``), or its key, shortened, when
+    the key is not a block spec."""
+    spec = _block_of(key)
+    return describe(spec) if spec is not None else f"with key {_short(key)} (not a block spec)"
+
+
+def entry_problem(key: str, entry: Any) -> str | None:
+    """Why the entry ``key: entry`` of a LUT file cannot be used, or ``None``. A latency must
+    be a positive, finite number (``true`` is not 1 µs)."""
+    if not isinstance(entry, dict):
+        return f"is not an object (it is {_short(entry)})"
+    for name in (LATENCY_FIELD, *CONTEXT_FIELDS):
+        value = entry.get(name)
+        if value is None and name != LATENCY_FIELD:
+            continue
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value <= 0
+        ):
+            it = "missing" if name not in entry else _short(value)
+            return f"has no valid {name} (it is {it}; a positive number of microseconds is needed)"
+    if _block_of(key) is None:
+        return "is of no known block (its key is not a block spec)"
+    return None
+
+
+def backup_copy(path: Path) -> Path:
+    """Copy ``path`` to ``PATH.bak`` (``PATH.bak.2``, ... when taken: no backup is replaced)."""
+    target, n = path.with_name(path.name + ".bak"), 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.bak.{n}")
+    shutil.copy2(path, target)
+    return target
+
+
 @dataclass
 class LatencyTable:
     provenance: dict[str, Any]
     entries: dict[str, dict[str, Any]] = field(default_factory=dict)
     path: Path | None = None
+    # bad entries dropped when the table was opened to resume (label: problem), and where the
+    # file as it was is kept
+    dropped: list[str] = field(default_factory=list, compare=False, repr=False)
+    backup: Path | None = field(default=None, compare=False, repr=False)
 
     # ---- files -------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | Path) -> LatencyTable:
+    def load(cls, path: str | Path, *, drop_bad: bool = False) -> LatencyTable:
+        """The LUT at ``path``; a bad entry is refused, naming it (``drop_bad``: entries of a
+        readable block spec are dropped instead, listed in ``dropped``, to be measured again).
+        """
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8")
@@ -107,19 +175,26 @@ class LatencyTable:
         prov = data.get("provenance")
         if not isinstance(entries, dict) or not isinstance(prov, dict):
             raise LutCorruptError(f"LUT {path} lacks its 'entries' or 'provenance' object")
-        for key, entry in entries.items():
-            value = entry.get(LATENCY_FIELD) if isinstance(entry, dict) else None
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise LutCorruptError(
-                    f"LUT {path}: entry {key[:80]} has no valid {LATENCY_FIELD}; "
-                    "delete that entry and run `latency-profile` again to re-measure it"
-                )
-        return cls(provenance=prov, entries=entries, path=path)
+        bad = {k: p for k, e in entries.items() if (p := entry_problem(k, e)) is not None}
+        keep = [k for k in bad if not drop_bad or _block_of(k) is None]  # unknown: refuse
+        if keep:
+            first = keep[0]
+            more = f" (and {len(keep) - 1} more bad entries)" if len(keep) > 1 else ""
+            raise LutCorruptError(
+                f"LUT {path}: entry {entry_label(first)} {bad[first]}{more}; resuming it "
+                f"(`latency-profile --out {path}`, same space and settings) drops and measures "
+                "again the bad entries of known blocks, or delete them from the file"
+            )
+        good = {k: e for k, e in entries.items() if k not in bad}
+        table = cls(provenance=prov, entries=good, path=path)
+        table.dropped = [f"{entry_label(k)} {p}" for k, p in bad.items()]
+        return table
 
     @classmethod
     def create(cls, path: str | Path, provenance: Mapping[str, Any]) -> LatencyTable:
         """A new, empty table written to ``path`` at once (so an unwritable path fails before
         anything is measured)."""
+        check_writable(path, "LUT", fix=WRITE_FIX, error=LutWriteError)
         table = cls(provenance=dict(provenance), entries={}, path=Path(path))
         table.save()
         return table
@@ -127,12 +202,18 @@ class LatencyTable:
     @classmethod
     def open_for(cls, path: str | Path, provenance: Mapping[str, Any]) -> LatencyTable:
         """Open ``path`` to add measurements made under ``provenance``: resume it if it exists
-        (refusing one of another device or settings), else create it."""
+        (refusing one of another device or settings), else create it. Bad entries of known
+        blocks are dropped, to be measured again (``dropped``; the file as it was is kept as
+        ``backup``, ``PATH.bak``)."""
         path = Path(path)
+        check_writable(path, "LUT", fix=WRITE_FIX, error=LutWriteError)
         if not path.exists():
             return cls.create(path, provenance)
-        table = cls.load(path)
+        table = cls.load(path, drop_bad=True)
         table.require(identity(provenance))
+        if table.dropped:
+            table.backup = backup_copy(path)
+            table.save()
         return table
 
     def save(self) -> None:
@@ -272,20 +353,39 @@ class LatencyTable:
                 f"  latency  min {lat[0]:.1f} us, median {lat[len(lat) // 2]:.1f} us, "
                 f"max {lat[-1]:.1f} us"
             )
+        ctx = p.get("context")
+        if ctx:  # the cache-context model (latency.context)
+            line = f"  context  alpha {self.context_alpha:.2f}"
+            if "nets" in ctx:
+                line += f", calibrated on {ctx['nets']} whole nets"
+            if "mape_before" in ctx and "mape_after" in ctx:
+                line += (
+                    f"; whole-net mean abs error {ctx['mape_before'] * 100:.1f}% -> "
+                    f"{ctx['mape_after'] * 100:.1f}%"
+                )
+        else:
+            line = (
+                f"  context  not calibrated (alpha {DEFAULT_CONTEXT_ALPHA} default); rerun "
+                "latency-profile on the whole space to calibrate"
+            )
+        lines.append(line)
         unstable = sum(1 for e in self.entries.values() if e.get("stable") is False)
         if unstable:
             lines.append(f"  {unstable} entries stayed noisy after re-measuring (stable=false)")
         return "\n".join(lines)
 
     def export_csv(self, path: str | Path) -> None:
+        """The entries as CSV (one row per block, numbers as columns), written atomically."""
+        check_writable(path, "CSV file", fix="choose another CSV path")
         numeric = sorted(
             {k for e in self.entries.values() for k, v in e.items() if isinstance(v, (int, float))}
         )
-        with open(path, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(["key", "block", *numeric])
-            for key, e in sorted(self.entries.items()):
-                w.writerow([key, describe(spec_from_key(key)), *(e.get(c, "") for c in numeric)])
+        f = io.StringIO(newline="")
+        w = csv.writer(f)
+        w.writerow(["key", "block", *numeric])
+        for key, e in sorted(self.entries.items()):
+            w.writerow([key, describe(spec_from_key(key)), *(e.get(c, "") for c in numeric)])
+        _write_csv(path, f.getvalue())
 
 
 def compare_tables(a: LatencyTable, b: LatencyTable) -> dict[str, Any]:
@@ -317,8 +417,20 @@ def compare_tables(a: LatencyTable, b: LatencyTable) -> dict[str, Any]:
 
 
 def write_comparison_csv(comparison: Mapping[str, Any], path: str | Path) -> None:
-    """The per-entry rows of :func:`compare_tables` as CSV (key, block, a_us, b_us, ratio)."""
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=["key", "block", "a_us", "b_us", "ratio"])
-        w.writeheader()
-        w.writerows(comparison["rows"])
+    """The per-entry rows of :func:`compare_tables` as CSV (key, block, a_us, b_us, ratio),
+    written atomically."""
+    check_writable(path, "CSV file", fix="choose another --csv path")
+    f = io.StringIO(newline="")
+    w = csv.DictWriter(f, fieldnames=["key", "block", "a_us", "b_us", "ratio"])
+    w.writeheader()
+    w.writerows(comparison["rows"])
+    _write_csv(path, f.getvalue())
+
+
+def _write_csv(path: str | Path, text: str) -> None:
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, text)
+    except OSError as exc:
+        raise LutWriteError(f"cannot write CSV file {path}: {exc.strerror or exc}") from None

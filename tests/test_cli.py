@@ -133,3 +133,43 @@ def test_profile_then_resume(tmp_path, cache_dir, monkeypatch, capsys):
     for k, e in first["entries"].items():  # resumed: old measurements untouched
         assert second["entries"][k] == e
     assert "3 already in the LUT, 2 measured now" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_resume_measures_bad_entries_again(tmp_path, cache_dir, monkeypatch, capsys):
+    monkeypatch.setenv("DONNA_CACHE_DIR", str(cache_dir))
+    out = tmp_path / "lut.json"
+    args = ["--space", "quick", "--out", str(out), "--repeats", "2", "--invokes", "5"]
+    assert latency_main([*args, "--limit", "2"]) == 0
+    data = json.loads(out.read_text())
+    bad_key, good_key = sorted(data["entries"])
+    good = data["entries"][good_key]
+    data["entries"][bad_key]["median_us"] = True  # not 1 us
+    out.write_text(json.dumps(data))
+    capsys.readouterr()
+    assert latency_main(["show", str(out)]) == 1  # a reader refuses it, naming it
+    assert "median_us (it is true" in capsys.readouterr().err
+    assert latency_main([*args, "--limit", "2"]) == 0  # a resume measures it again
+    err = capsys.readouterr().err
+    assert "1 already in the LUT, 1 measured now" in err and "dropped 1 bad LUT entry" in err
+    after = json.loads(out.read_text())["entries"]
+    assert after[good_key] == good
+    assert isinstance(after[bad_key]["median_us"], float) and after[bad_key]["median_us"] > 0
+    assert json.loads((tmp_path / "lut.json.bak").read_text())["entries"][bad_key][
+        "median_us"] is True  # fmt: skip
+
+
+@pytest.mark.slow
+def test_cache_dir_is_the_cache_root(tmp_path, cache_dir, monkeypatch, capsys):
+    """--cache-dir X means what DONNA_CACHE_DIR=X means: converted models in X/tflite."""
+    args = ["--space", "quick", "--repeats", "2", "--invokes", "5", "--limit", "2"]
+    monkeypatch.setenv("DONNA_CACHE_DIR", str(cache_dir))
+    assert latency_main([*args, "--out", str(tmp_path / "a.json")]) == 0
+    elsewhere = tmp_path / "elsewhere"
+    monkeypatch.setenv("DONNA_CACHE_DIR", str(elsewhere))
+    capsys.readouterr()
+    assert latency_main([*args, "--out", str(tmp_path / "b.json"), "--cache-dir",
+                         str(cache_dir)]) == 0  # fmt: skip
+    assert "conversions all cached" in capsys.readouterr().err
+    assert not elsewhere.exists()
+    assert any((cache_dir / "tflite").rglob("*.tflite"))

@@ -171,3 +171,63 @@ def test_export_csv_and_compare(tmp_path):
         "min_ratio": 2.0,
         "max_ratio": 2.0,
     }
+
+
+def _with_bad_first_entry(path, **fields):
+    t = LatencyTable.create(path, PROV)
+    for i, s in enumerate(SPECS[:3]):
+        t.add(s, entry(10.0 + i))
+    data = json.loads(path.read_text())
+    data["entries"][spec_key(SPECS[0])].update(fields)
+    path.write_text(json.dumps(data))
+    return path.read_text()
+
+
+@pytest.mark.parametrize("bad", [True, False, 0, -1.5, float("nan"), None, "12", [3]])
+def test_a_latency_must_be_a_positive_number(tmp_path, bad):
+    path = tmp_path / "lut.json"
+    content = _with_bad_first_entry(path, median_us=bad)
+    with pytest.raises(LutCorruptError, match=f"entry {describe(SPECS[0])} has no valid median_us"):
+        LatencyTable.load(path)
+    assert path.read_text() == content
+
+
+def test_bool_is_not_one_microsecond(tmp_path):
+    path = tmp_path / "lut.json"
+    _with_bad_first_entry(path, median_us=True)
+    with pytest.raises(LutCorruptError, match=r"median_us \(it is true;"):
+        LatencyTable.load(path)
+
+
+def test_resume_drops_bad_entries_of_known_blocks_and_keeps_a_backup(tmp_path):
+    path = tmp_path / "lut.json"
+    (tmp_path / "lut.json.bak").write_text("an older backup")
+    content = _with_bad_first_entry(path, median_us=True, warm_median_us="x")
+    t = LatencyTable.open_for(path, PROV)
+    assert t.missing(SPECS[:3]) == [SPECS[0]]  # to be measured again
+    assert t.latency(SPECS[1]) == 11.0 and t.latency(SPECS[2]) == 12.0  # the others kept
+    assert len(t.dropped) == 1 and t.dropped[0].startswith(describe(SPECS[0]))
+    assert t.backup == tmp_path / "lut.json.bak.2" and t.backup.read_text() == content
+    assert (tmp_path / "lut.json.bak").read_text() == "an older backup"  # no backup replaced
+    assert len(LatencyTable.load(path)) == 2  # the file is consistent at once
+    assert LatencyTable.open_for(path, PROV).dropped == []
+
+
+def test_resume_never_drops_entries_of_another_device(tmp_path):
+    path = tmp_path / "lut.json"
+    content = _with_bad_first_entry(path, median_us=True)
+    with pytest.raises(LutMismatchError):
+        LatencyTable.open_for(path, {**PROV, "threads": 4})
+    assert path.read_text() == content and not (tmp_path / "lut.json.bak").exists()
+
+
+def test_a_key_that_is_no_block_is_named_shortened(tmp_path):
+    path = tmp_path / "lut.json"
+    key = '{"kind": "mbconv", "in_chs": 16, ' + "x" * 200
+    _with_bad_first_entry(path)
+    data = json.loads(path.read_text())
+    data["entries"][key] = {"median_us": 3.0}
+    path.write_text(json.dumps(data))
+    with pytest.raises(LutCorruptError, match="not a block spec") as exc:
+        LatencyTable.open_for(path, PROV)  # cannot be measured again: refused, not dropped
+    assert len(str(exc.value).splitlines()) == 1 and "x" * 100 not in str(exc.value)

@@ -120,3 +120,59 @@ def test_architecture_checks_shapes():
     assert Architecture.from_dict(arch.to_dict()) == arch and arch.blocks == (stem, blk, head)
     with pytest.raises(SpecError, match="expects input"):
         Architecture(stem, ((MBConvSpec(16, 24, 3, 2, 6, 0, "silu", 32, 32),),), head)
+
+
+@pytest.mark.parametrize(
+    "field, value, msg",
+    [
+        ("in_chs", "sixteen", 'field in_chs of a mbconv spec must be a whole number, got "sixt'),
+        ("in_chs", 16.0, "field in_chs of a mbconv spec must be a whole number, got 16.0"),
+        ("kernel", True, "field kernel of a mbconv spec must be a whole number, got true"),
+        ("in_h", None, "field in_h of a mbconv spec must be a whole number, got null"),
+        ("exp_ratio", "6", 'field exp_ratio of a mbconv spec must be a number, got "6"'),
+        ("se_ratio", False, "field se_ratio of a mbconv spec must be a number, got false"),
+        ("act", 3, "field act of a mbconv spec must be a string, got 3"),
+    ],
+)
+def test_spec_from_dict_names_a_field_of_the_wrong_type(field, value, msg):
+    d = {"kind": "mbconv", **{f: getattr(BLOCK, f) for f in BLOCK.__dataclass_fields__}}
+    assert spec_from_dict(d) == BLOCK
+    with pytest.raises(SpecError) as exc:
+        spec_from_dict({**d, field: value})
+    assert str(exc.value).startswith(msg)
+
+
+def test_spec_from_dict_takes_numpy_numbers_and_refuses_non_mappings():
+    import numpy as np
+
+    d = {"kind": "mbconv", **{f: getattr(BLOCK, f) for f in BLOCK.__dataclass_fields__}}
+    assert spec_from_dict({**d, "in_chs": np.int64(24), "exp_ratio": np.float32(6)}) == BLOCK
+    for bad in (1, "mbconv", [1, 2], None):
+        with pytest.raises(SpecError, match="a block spec is an object with a 'kind'"):
+            spec_from_dict(bad)  # type: ignore[arg-type]
+    with pytest.raises(SpecError, match="unknown block kind"):
+        spec_from_dict({**d, "kind": ["mbconv"]})
+
+
+@pytest.mark.parametrize(
+    "items, msg",
+    [
+        ({"a": 1}, r'an architecture is a list of block specs .*got \{"a": 1\}'),
+        ("hello", 'an architecture is a list of block specs .*got "hello"'),
+        (None, "an architecture is a list of block specs .*got null"),
+        ([1, 2], "block 0: a block spec is an object"),
+        ([], "at least a stem and a head"),
+    ],
+)
+def test_architecture_from_list_refuses_what_is_no_block_list(items, msg):
+    with pytest.raises(SpecError, match=msg):
+        Architecture.from_list(items)  # type: ignore[arg-type]
+
+
+def test_architecture_from_list_names_the_bad_block():
+    stem = ConvBnActSpec(3, 16, 3, 2, "silu", 32, 32)
+    head = ClassifierHeadSpec(16, 64, 10, "silu", 16, 16)
+    items = Architecture.from_blocks([stem, head]).to_list()
+    items[1]["num_classes"] = "ten"
+    with pytest.raises(SpecError, match="block 1: field num_classes of a classifier_head spec"):
+        Architecture.from_list(items)

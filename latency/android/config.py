@@ -1,6 +1,6 @@
 """How donnav2 talks to phones: :class:`AdbConfig` (timeouts, cooldown and thermal gate,
-benchmark binary, the work folder) and the rule for the work folder. Defaults live here only;
-the CLIs read them for their option defaults."""
+benchmark binary, the work folder, the cores to pin to) and the rule for the work folder.
+Defaults live here only; the CLIs read them for their option defaults."""
 
 from __future__ import annotations
 
@@ -40,11 +40,24 @@ class AdbConfig:
     """Stop after this many models failed in a row before any succeeded (a broken binary)."""
     throttle_retries: int = 1
     """Re-runs of a model whose runs were throttled (after a cooldown) before flagging it."""
+    cores: tuple[int, ...] | None = None
+    """Cores to pin benchmark_model to instead of the profile's big cores (``--cores``; kept
+    sorted and unique). ``None``: the profile's. Either way every one must be online."""
 
     def __post_init__(self) -> None:
         if min(self.io_timeout_s, self.run_timeout_s) <= 0 or self.cooldown_s < 0:
             raise SettingError("adb timeouts must be > 0 and the cooldown >= 0")
         check_work_dir(self.work_dir)
+        if self.cores is not None:
+            cores = tuple(self.cores)
+            if not cores or any(
+                not isinstance(c, int) or isinstance(c, bool) or c < 0 for c in cores
+            ):
+                raise SettingError(
+                    f"cores must be core numbers (the N of /sys/devices/system/cpu/cpuN), "
+                    f"got {self.cores!r}; e.g. --cores 4-7"
+                )
+            object.__setattr__(self, "cores", tuple(sorted(set(cores))))
 
 
 def check_work_dir(work_dir: str) -> str:

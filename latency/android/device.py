@@ -39,12 +39,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from latency.android.config import AdbConfig, check_work_dir
+from latency.android.cores import ONLINE_PATH, PRESENT_PATH, check_pinning, parse_cpu_list
 from latency.android.errors import (
     AdbError,
     DeviceCommandError,
@@ -54,7 +55,12 @@ from latency.android.errors import (
     PushError,
     RemotePathError,
 )
-from latency.android.phones import DeviceProfile, profile_for, watched_zone_types
+from latency.android.phones import (
+    KNOWN_PROFILES,
+    DeviceProfile,
+    profile_for,
+    watched_zone_types,
+)
 from latency.android.run_report import DeviceInfo, parse_device_info
 from nas.core.files import file_sha256
 
@@ -436,11 +442,38 @@ class AndroidDevice:
         return self._info
 
     def profile(self) -> DeviceProfile:
-        """The phone's measurement profile (big cores, mask, zones, temperatures)."""
+        """The phone's measurement profile (big cores, mask, zones, temperatures); with
+        ``AdbConfig.cores`` (``--cores``) its big cores are those."""
         if self._profile is None:
             info = self.info()
-            self._profile = profile_for(info.props, info.max_freqs_khz)
+            prof = profile_for(info.props, info.max_freqs_khz)
+            if self.adb.cores is not None:
+                prof = replace(prof, big_cores=self.adb.cores)
+            self._profile = prof
         return self._profile
+
+    def cpu_list(self, path: str) -> tuple[int, ...] | None:
+        """A kernel CPU list file (``/sys/devices/system/cpu/online``...), read now; ``None``
+        when the phone does not have it."""
+        res = self.shell(["cat", path], what=f"reading {path}")
+        return parse_cpu_list(res.stdout, path) if res.exit_code == 0 else None
+
+    def online_cores(self) -> tuple[int, ...] | None:
+        """The cores online now (read afresh: phones hot-plug cores off), or ``None``."""
+        return self.cpu_list(ONLINE_PATH)
+
+    def check_cores(self) -> tuple[int, ...]:
+        """The cores to pin to, once every one is online; else :class:`CoresOfflineError`
+        names the offline ones and what to do (see :mod:`latency.android.cores`)."""
+        prof, chosen = self.profile(), self.adb.cores is not None
+        online = self.online_cores()
+        generic = not chosen and prof.name not in {p.name for p in KNOWN_PROFILES}
+        present = self.cpu_list(PRESENT_PATH) if chosen or generic else None
+        check_pinning(
+            self.serial, prof.big_cores, online, present=present, chosen=chosen,
+            freq_known=self.info().max_freqs_khz if generic else None,
+        )  # fmt: skip
+        return prof.big_cores
 
     def abilist(self) -> list[str]:
         """The ABIs the phone runs (``ro.product.cpu.abilist``, else ``ro.product.cpu.abi``)."""

@@ -22,6 +22,20 @@ class DeviceInfoError(DeviceError, ValueError):
     """Device-info text from a device script is malformed, or a core list is invalid."""
 
 
+class CoresOfflineError(DeviceError):
+    """Cores donnav2 would pin ``benchmark_model`` to are offline (hot-plugged off by power
+    saving or thermal limits). ``offline``: those cores; ``online``: the phone's online cores
+    (``None`` if unreadable)."""
+
+    def __init__(
+        self, message: str, *, offline: tuple[int, ...] = (),
+        online: tuple[int, ...] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.offline = offline
+        self.online = online
+
+
 class AdbError(DeviceError):
     """adb itself cannot be used (no server, no binary) or refused a request."""
 

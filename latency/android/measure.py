@@ -37,6 +37,7 @@ from typing import Any
 from latency.android.benchmark_output import BenchmarkRun, parse_benchmark_output
 from latency.android.binary import BenchmarkBinary, check_abi, find_benchmark_binary
 from latency.android.config import AdbConfig
+from latency.android.cores import offline_error, parse_offline_line
 from latency.android.device import AndroidDevice
 from latency.android.errors import (
     BenchmarkBinaryError,
@@ -233,8 +234,10 @@ class PhoneBenchmark:
 
     def measure_settings(self) -> dict[str, Any]:
         """The settings that shape the figures (recorded in the LUT's provenance); refuses
-        more threads than the profile has big cores."""
+        more threads than the profile has big cores, and big cores that are offline now
+        (:class:`~latency.android.errors.CoresOfflineError`)."""
         prof = self.phone.profile()
+        self.phone.check_cores()
         if self.config.threads > prof.max_threads:
             raise BenchmarkBinaryError(
                 f"--threads {self.config.threads} is more than the {prof.max_threads} big "
@@ -266,7 +269,9 @@ class PhoneBenchmark:
         """Run ``run_benchmark.sh`` on already pushed ``models``; the parsed report.
 
         A report cut short raises :class:`DeviceDisconnectedError`/:class:`DeviceTimeoutError`
-        from the transport, or :class:`DeviceCommandError` if the script itself failed.
+        from the transport, or :class:`DeviceCommandError` if the script itself failed; a
+        pinned core found offline before or after a run raises
+        :class:`~latency.android.errors.CoresOfflineError`.
         """
         phone, prof, cfg, adb = self.phone, self.phone.profile(), self.config, self.adb
         binary = self.push_binary()
@@ -283,6 +288,12 @@ class PhoneBenchmark:
         # silent stretches: one benchmark run, one gate poll, one cooldown
         idle = adb.run_timeout_s + adb.cooldown_s + adb.io_timeout_s
         res = phone.run_script("run_benchmark.sh", args, idle_timeout=idle, on_stdout=on_progress)
+        offline = parse_offline_line(res.stdout)
+        if offline is not None:  # a pinned core went offline since the check: nothing saved
+            raise offline_error(
+                self.serial, prof.big_cores, offline[0], offline[1],
+                chosen=adb.cores is not None, during=True,
+            )  # fmt: skip
         if res.exit_code != 0:
             raise DeviceCommandError(
                 f"run_benchmark.sh failed on phone {self.serial} (exit {res.exit_code}): "

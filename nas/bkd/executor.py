@@ -11,7 +11,8 @@ paths (BKD tasks carry file paths and frozen specs, never modules or tensors).
 
 * :class:`InlineExecutor` runs tasks one after another in this process;
 * :class:`ProcessExecutor` runs them in ``workers`` spawned processes, each limited to
-  ``threads`` torch threads.
+  ``threads`` torch threads; the workers end when the parent dies, by any signal
+  (:func:`nas.core.processes.die_with_parent`).
 
 Nothing here imports torch at module level.
 """
@@ -49,6 +50,15 @@ def set_torch_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def _init_worker(threads: int) -> None:
+    """A worker's first act: end with the parent (any signal, kill -9 included), then limit
+    its torch threads."""
+    from nas.core.processes import die_with_parent
+
+    die_with_parent()
+    set_torch_threads(threads)
+
+
 class InlineExecutor:
     """Runs every task in this process, in order."""
 
@@ -83,7 +93,7 @@ class ProcessExecutor:
         pool = ProcessPoolExecutor(
             max_workers=self._workers,
             mp_context=ctx,
-            initializer=set_torch_threads,
+            initializer=_init_worker,
             initargs=(self.threads,),
         )
         pending: dict[Future[Any], T] = {}

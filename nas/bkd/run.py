@@ -29,6 +29,7 @@ from nas.bkd.library import BkdEntry, BkdLibrary, LibraryError
 from nas.bkd.student import BkdTask, train_option, weights_name
 from nas.core.errors import BkdError
 from nas.core.files import file_sha256
+from nas.core.locks import writer_lock
 from nas.core.progress import progress_bar
 from nas.core.spaces import SearchSpace, SlotOption
 from nas.training.checkpoint import load_checkpoint
@@ -112,7 +113,8 @@ def run_bkd(
     ``executor`` defaults to :class:`~nas.bkd.executor.InlineExecutor` for ``config.workers
     == 1``, else a :class:`~nas.bkd.executor.ProcessExecutor`. ``on_option(entry, done,
     total)`` is called after each saved option (progress; raising from it stops the run, and
-    rerunning resumes). ``limit`` trains at most that many options in this run.
+    rerunning resumes). ``limit`` trains at most that many options in this run. One writer
+    per library: another run on ``out`` is refused (:class:`nas.core.locks.LockedError`).
     """
     config = config or BkdConfig()
     mothernet_path, out = Path(mothernet_path), Path(out)
@@ -120,6 +122,23 @@ def run_bkd(
         raise BkdError(f"the BKD library must be a .json file, got {out}")
     if limit is not None and limit < 0:
         raise BkdError(f"limit must be >= 0, got {limit}")
+    with writer_lock(out, "BKD library"):  # one writer per library; readers need none
+        return _run_bkd_locked(
+            mothernet_path, space, data, out, config, executor, progress, on_option, limit
+        )
+
+
+def _run_bkd_locked(
+    mothernet_path: Path,
+    space: SearchSpace,
+    data: TaskData,
+    out: Path,
+    config: BkdConfig,
+    executor: Executor | None,
+    progress: bool,
+    on_option: Callable[[BkdEntry, int, int], None] | None,
+    limit: int | None,
+) -> BkdLibrary:
     net, mcfg, _ = load_checkpoint(mothernet_path, space)
     _check_data(space, data)
     sha = file_sha256(mothernet_path)

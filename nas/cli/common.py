@@ -127,7 +127,7 @@ def workers_option(f: F) -> F:
 
     return click.option(
         "--workers",
-        type=int,
+        type=click.IntRange(min=1),
         default=DEFAULT_WORKERS,
         show_default=True,
         help="BKD training processes (1 torch thread each).",

@@ -84,10 +84,12 @@ def train_mothernet_cmd(
     out: Path,
 ) -> None:
     """Train a mothernet (the teacher) on a task and save it with its config."""
+    from nas.core.files import check_writable
     from nas.core.spaces import task_space
     from nas.data import load_task_data
     from nas.pipeline.steps import train_mothernet_checkpoint
 
+    check_writable(out, "mothernet checkpoint")  # before the data is loaded
     sp = task_space(task, space_name, resolution)
     d = load_task_data(
         task, data, resolution=sp.resolution, seed=seed, train_limit=train_limit,
@@ -205,8 +207,10 @@ def search_cmd(
     import contextlib
 
     from latency.estimator import build_estimator
+    from nas.core.files import check_writable
     from nas.pipeline.steps import search_front
 
+    check_writable(out, "search output folder", folder=True)  # before a device is opened
     with contextlib.ExitStack() as stack:
         dev = None
         if mode == "measure":
@@ -322,6 +326,7 @@ def run_cmd(
         workers=workers, overrides=parse_overrides(settings), benchmark_binary=benchmark_binary,
         cooldown_s=cooldown,
     )  # fmt: skip
+    cfg.check_outputs()
     run_pipeline(cfg, echo=echo_err, restart=restart)
     click.echo(f"done: {cfg.folder / 'report.md'}")
 
@@ -347,11 +352,13 @@ def validate_cmd(
     pareto: Path, k: int, epochs: float, predictor_archs: int, out: Path | None, seed: int
 ) -> None:
     """Kendall τ between summed BKD MSE and the finetuned metric, vs a DONNA-style predictor."""
-    from nas.core.files import atomic_write_text
+    from nas.core.files import atomic_write_text, check_writable
     from nas.pipeline.picks import validate_surrogate
 
-    res = validate_surrogate(pareto, k, epochs, predictor_archs, seed, echo=echo_err)
     target = out or pareto.with_name("surrogate_validation.json")
+    check_writable(target, "surrogate report")
+    res = validate_surrogate(pareto, k, epochs, predictor_archs, seed, echo=echo_err)
+    target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(target, json.dumps(res.to_dict(), indent=1))
     click.echo(res.summary())
     click.echo(f"wrote {target}")

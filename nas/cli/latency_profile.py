@@ -13,6 +13,8 @@ from pathlib import Path
 import click
 
 from latency.android.config import AdbConfig
+from latency.android.cores import parse_cpu_list
+from latency.context import CALIBRATION_NETS
 from latency.host import MeasureConfig
 from nas.cli.common import (
     ExistingFile,
@@ -55,19 +57,27 @@ _A = AdbConfig()  # ... and phone (adb) defaults there
               help="Interleaved rounds per block.")  # fmt: skip
 @click.option("--invokes", type=int, default=_D.invokes, show_default=True,
               help="Timed invokes per block per round.")  # fmt: skip
-@click.option("--limit", type=int, default=None, help="Profile only the first N blocks.")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Profile only the first N blocks.")  # fmt: skip
 @click.option(
     "--resume/--no-resume",
     default=True,
     show_default=True,
     help="Skip blocks already in --out (--no-resume re-measures; old file kept as .bak).",
 )
-@click.option("--workers", type=int, default=None, help="Conversion processes [default: 2].")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Conversion processes [default: 2].")  # fmt: skip
+@click.option("--calibrate-nets", type=click.IntRange(min=0), default=CALIBRATION_NETS,
+              show_default=True, help="Once the LUT holds every block of the space, fit its "
+              "cache-context model (alpha) on this many random whole networks, timed end to "
+              "end; once per LUT (0 skips).")  # fmt: skip
 @click.option(
     "--cache-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Converted-model cache [default: $DONNA_CACHE_DIR/tflite or ~/.cache/donnav2/tflite].",
+    help="Cache root, as $DONNA_CACHE_DIR: converted models in CACHE_DIR/tflite, the phone's "
+    "benchmark_model in CACHE_DIR/benchmark_model [default: $DONNA_CACHE_DIR, else "
+    "~/.cache/donnav2].",
 )
 @seed_option
 @click.option("--list-devices", is_flag=True, help="List devices and exit.")
@@ -85,6 +95,9 @@ _A = AdbConfig()  # ... and phone (adb) defaults there
               help="Phones: longest single benchmark_model run.")
 @click.option("--min-secs", type=float, default=_A.min_secs, show_default=True,
               help="Phones: benchmark_model --min_secs/--warmup_min_secs.")  # fmt: skip
+@click.option("--cores", "cores_text", default=None, metavar="LIST",
+              help="Phones: pin to these cores (e.g. 4-7 or 6,7) instead of the profile's big "
+              "cores; each must be online.")  # fmt: skip
 @cooldown_option
 @click.pass_context
 def cli(
@@ -99,6 +112,7 @@ def cli(
     limit: int | None,
     resume: bool,
     workers: int | None,
+    calibrate_nets: int,
     cache_dir: Path | None,
     seed: int,
     list_devices: bool,
@@ -107,6 +121,7 @@ def cli(
     adb_timeout: float,
     run_timeout: float,
     min_secs: float,
+    cores_text: str | None,
     cooldown: float,
 ) -> None:
     """Profile every block of a search space on a device into a latency LUT.
@@ -133,13 +148,17 @@ def cli(
         adb = AdbConfig(
             io_timeout_s=adb_timeout, run_timeout_s=run_timeout, cooldown_s=cooldown,
             min_secs=min_secs, binary=benchmark_binary,
+            cores=None if cores_text is None else parse_cpu_list(cores_text, "--cores"),
+            binary_dir=cache_dir / "benchmark_model" if cache_dir else None,
         )  # fmt: skip
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+    models_dir = cache_dir / "tflite" if cache_dir else default_cache_dir()  # DONNA_CACHE_DIR's
     job = ProfileJob(
         space=get_space(space_name, resolution), devices=devices, measure=measure, adb=adb,
-        convert=ConvertConfig(cache_dir or default_cache_dir(), seed=seed), out=out,
+        convert=ConvertConfig(models_dir, seed=seed), out=out,
         resolution=resolution, workers=workers, limit=limit, resume=resume,
+        calibrate_nets=calibrate_nets,
     )  # fmt: skip
     if models:
         _print_timings(*time_models(job, models), devices)
@@ -202,7 +221,10 @@ def export_csv(lut_path: Path, csv_path: Path) -> None:
 def compare(lut_a: Path, lut_b: Path, csv_path: Path | None) -> None:
     """Compare two LUTs (e.g. two devices): per-entry ratio B/A over common blocks."""
     from lut.table import LatencyTable, compare_tables, write_comparison_csv
+    from nas.core.files import check_writable
 
+    if csv_path:
+        check_writable(csv_path, "CSV file", fix="choose another --csv path")
     res = compare_tables(LatencyTable.load(lut_a), LatencyTable.load(lut_b))
     s = res["summary"]
     click.echo(f"{s['common']} common blocks ({s['only_a']} only in A, {s['only_b']} only in B)")

@@ -72,6 +72,53 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+class OutputPathError(DonnaError):
+    """An output file or folder cannot be written where asked."""
+
+
+def check_writable(
+    path: str | Path,
+    what: str,
+    *,
+    folder: bool = False,
+    fix: str = "choose another --out or fix the folder's permissions",
+    error: type[DonnaError] = OutputPathError,
+) -> Path:
+    """Refuse, before any work, an output that cannot be written: ``path`` is a file to write
+    (or, with ``folder``, a folder to create or write into). Missing folders on the way are
+    fine (the writers create them); a file where a folder is needed, a folder where a file
+    is needed, or a folder that refuses a new file (tried for real, so a read-only mount or
+    a root-owned folder counts) raises ``error``: ``cannot write WHAT PATH: REASON; FIX``.
+    Nothing is left behind. Returns ``path``."""
+    path = Path(path)
+    reason = _unwritable_reason(path, folder)
+    if reason is not None:
+        raise error(f"cannot write {what} {path}: {reason}; {fix}")
+    return path
+
+
+def _unwritable_reason(path: Path, folder: bool) -> str | None:
+    try:
+        if folder and path.exists() and not path.is_dir():
+            return "it is a file, not a folder"
+        if not folder and path.is_dir():
+            return "it is a folder, not a file"
+        here = path if folder else path.parent
+        while not here.exists():  # exists() is False under a file too (ENOTDIR)
+            here = here.parent
+        if not here.is_dir():
+            return f"{here} is a file, not a folder"
+    except OSError as exc:  # e.g. a folder on the way that may not be searched
+        return f"{exc.strerror or exc} ({exc.filename or path})"
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".donna-write-check.", dir=here)
+    except OSError as exc:
+        return f"folder {here} takes no new files ({exc.strerror or exc})"
+    os.close(fd)
+    os.unlink(probe)
+    return None
+
+
 def read_versioned_json(
     path: str | Path,
     *,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import numbers
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
@@ -234,17 +235,42 @@ def spec_key(spec: BlockSpec) -> str:
     return json.dumps(spec_to_dict(spec), sort_keys=True, separators=(",", ":"))
 
 
+def _field_type_error(kind: str, name: str, declared: str, value: Any) -> str | None:
+    """Why ``value`` cannot be field ``name`` (declared ``int``, ``float`` or ``str``)."""
+    if declared == "str":
+        ok, want = isinstance(value, str), "a string"
+    elif declared == "float":
+        ok, want = isinstance(value, numbers.Real), "a number"
+    else:
+        ok, want = isinstance(value, numbers.Integral), "a whole number"
+    if ok and not isinstance(value, bool):
+        return None
+    return f"field {name} of a {kind} spec must be {want}, got {json.dumps(value, default=str)}"
+
+
 def spec_from_dict(data: Mapping[str, Any]) -> BlockSpec:
+    """The spec a :func:`spec_to_dict` mapping describes; anything else (not a mapping, an
+    unknown kind, missing or extra fields, a field of the wrong type) raises
+    :class:`SpecError` naming the problem."""
+    if not isinstance(data, Mapping):
+        raise SpecError(
+            f"a block spec is an object with a 'kind' and its fields, got "
+            f"{json.dumps(data, default=str)[:80]}"
+        )
     data = dict(data)
     kind = data.pop("kind", None)
-    cls = SPEC_TYPES.get(kind)  # type: ignore[arg-type]
+    cls = SPEC_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise SpecError(f"unknown block kind {kind!r}; known kinds: {sorted(SPEC_TYPES)}")
-    names = {f.name for f in fields(cls)}
-    if set(data) != names:
+    names = {f.name: str(f.type) for f in fields(cls)}
+    if set(data) != set(names):
         raise SpecError(
             f"a {kind} spec needs exactly the fields {sorted(names)}; got {sorted(data)}"
         )
+    for name, declared in names.items():
+        problem = _field_type_error(kind, name, declared, data[name])
+        if problem:
+            raise SpecError(problem)
     return cls(**data)
 
 
@@ -346,7 +372,20 @@ class Architecture:
 
     @classmethod
     def from_list(cls, items: Iterable[Mapping[str, Any]]) -> Architecture:
-        return cls.from_blocks([spec_from_dict(d) for d in items])
+        """The architecture of a flat block list (as :meth:`to_list` writes); anything else
+        raises :class:`SpecError` naming the bad block."""
+        if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Iterable):
+            raise SpecError(
+                "an architecture is a list of block specs (as Architecture.to_list() writes), "
+                f"got {json.dumps(items, default=str)[:60]}"
+            )
+        blocks = []
+        for i, d in enumerate(items):
+            try:
+                blocks.append(spec_from_dict(d))
+            except SpecError as exc:
+                raise SpecError(f"block {i}: {exc}") from None
+        return cls.from_blocks(blocks)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Architecture:

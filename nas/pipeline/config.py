@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -10,6 +12,7 @@ from typing import Any
 
 from nas.bkd.config import DEFAULT_WORKERS
 from nas.core.errors import PipelineError
+from nas.core.files import check_writable
 from nas.core.spaces import TASK_SPACES, SearchSpace, task_space
 
 __all__ = ["DEFAULT_WORKERS", "PRESETS", "PipelineError", "Preset", "RunConfig", "parse_overrides"]
@@ -30,6 +33,48 @@ class Preset:
     hil_models: int  # architectures measured whole (plus the mothernet)
     pop_size: int
     generations: int
+
+    def __post_init__(self) -> None:
+        """Every size is checked when a preset is made (``--set`` included), so a bad one
+        fails before anything is written, not when its stage comes."""
+        for f in fields(self):
+            problem = _size_problem(f.name, str(f.type), getattr(self, f.name))
+            if problem:
+                raise PipelineError(
+                    f"preset size {f.name} {problem}; change it with --set {f.name}=VALUE"
+                )
+
+
+# The smallest value of each size (epochs: anything > 0) and why, when it is not obvious.
+_SMALLEST: dict[str, tuple[int, str]] = {
+    "train_limit": (2, " (BatchNorm trains on batches of 2 or more)"),
+    "val_limit": (1, ""),
+    "bkd_train_samples": (2, " (BatchNorm)"),
+    "bkd_val_samples": (2, ""),
+    "finals": (1, ""),
+    "hil_models": (0, ""),
+    "pop_size": (2, " (NSGA-II needs a population)"),
+    "generations": (1, ""),
+}
+
+
+def _size_problem(name: str, declared: str, value: Any) -> str | None:
+    """Why ``value`` cannot be the preset size ``name``, or ``None``."""
+    if value is None and "None" in declared:
+        return None
+    shown = "none" if value is None else value
+    if name.endswith("_epochs"):
+        ok = isinstance(value, numbers.Real) and math.isfinite(value) and value > 0
+        rule = "must be a number of epochs > 0"
+    else:
+        low, why = _SMALLEST[name]
+        ok = isinstance(value, numbers.Integral) and value >= low
+        rule = f"must be a whole number >= {low}{why}"
+        if "None" in declared:
+            rule += " or none (no cap)"
+    if ok and not isinstance(value, bool):
+        return None
+    return f"{rule}, got {shown}"
 
 
 PRESETS: dict[str, Preset] = {
@@ -114,6 +159,33 @@ class RunConfig:
         for k, _ in self.overrides:
             if k not in names:
                 raise PipelineError(f"unknown preset setting {k!r}")
+        self.stage_configs()  # every size and setting checked now, before anything is written
+
+    def stage_configs(self) -> tuple[Any, Any]:
+        """The BKD and search settings (:class:`~nas.bkd.config.BkdConfig`,
+        :class:`~nas.search.config.SearchConfig`) the run's sizes give; made (so checked) when
+        the run is configured. The sizes are checked by :class:`Preset`."""
+        from nas.bkd.config import BkdConfig
+        from nas.search.config import SearchConfig
+
+        s = self.sizes
+        bkd = BkdConfig(
+            epochs=s.bkd_epochs, seed=self.seed, train_samples=s.bkd_train_samples,
+            val_samples=s.bkd_val_samples, workers=self.workers,
+        )  # fmt: skip
+        search = SearchConfig(
+            pop_size=s.pop_size, generations=s.generations, seed=self.seed,
+            budget_ms=self.budget_ms,
+        )  # fmt: skip
+        return bkd, search
+
+    def check_outputs(self) -> None:
+        """Refuse, before any stage runs, a run folder that cannot be written, and a LUT that
+        cannot be made (an existing LUT may be read-only: a complete one is only read)."""
+        check_writable(self.folder, "run folder", folder=True)
+        lut = self.lut_path()
+        if not lut.exists():
+            check_writable(lut, "LUT", fix="choose another --lut or fix the folder's permissions")
 
     @property
     def sizes(self) -> Preset:

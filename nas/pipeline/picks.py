@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.core.errors import DonnaError, PipelineError
-from nas.core.files import atomic_write_text
+from nas.core.files import atomic_write_text, check_writable
 from nas.core.spaces import SearchSpace
 
 Echo = Callable[[str], None]
@@ -88,6 +88,7 @@ def finetune_pick(
     """Finetune front entry ``index`` of ``pareto``: initialise from BKD, distil from the
     mothernet, save ``out/model.pt`` and ``out/result.json``. The mothernet, library and data
     default to those recorded in the Pareto file's provenance and the mothernet checkpoint."""
+    check_writable(out, "finetune output folder", folder=True)
     import torch
 
     from nas.finetune import FinetuneConfig, finetune, init_from_bkd
@@ -142,7 +143,9 @@ def validate_surrogate(
     echo: Echo = print,
 ) -> Any:
     """Finetune ``k`` architectures spread over the front briefly; Kendall τ of the summed
-    BKD MSE and of a leave-one-out DONNA-style linear predictor against the metric."""
+    BKD MSE and of a leave-one-out DONNA-style linear predictor against the metric. The
+    finetuned models go to ``validation/`` next to the Pareto file (checked first)."""
+    check_writable(Path(pareto).parent / "validation", "validation folder", folder=True)
     from nas.bkd.library import BkdLibrary
     from nas.search.result import load_pareto
     from nas.training.checkpoint import load_checkpoint

@@ -5,10 +5,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from nas.core.locks import writer_lock
 from nas.pipeline.config import RunConfig
 from nas.pipeline.picks import Echo
 from nas.pipeline.stages import STAGES, RunContext
 from nas.pipeline.state import RunState
+
+RUN_LOCK = "run.lock"  # in the run folder; the LUT and the BKD library have their own locks
 
 
 def run_pipeline(
@@ -16,7 +19,16 @@ def run_pipeline(
 ) -> dict[str, Any]:
     """Run every stage of ``config`` (or those in ``only``) in its folder; finished stages are
     skipped, each finished one is recorded in ``run.json`` at once. Returns ``run.json``'s
-    content. A folder made with other settings is refused (``restart`` starts it over)."""
+    content. A folder made with other settings is refused (``restart`` starts it over), and
+    so is a folder another ``donna run`` is writing (:class:`nas.core.locks.LockedError`)."""
+    folder = config.folder
+    with writer_lock(folder, "run folder", lock_file=folder / RUN_LOCK):
+        return _run_locked(config, echo, restart, only)
+
+
+def _run_locked(
+    config: RunConfig, echo: Echo, restart: bool, only: tuple[str, ...]
+) -> dict[str, Any]:
     state = RunState.open(config.folder, config.result_settings(), restart)
     ctx = RunContext(config, echo, state.data)
     todo = [s for s in STAGES if not only or s in only]

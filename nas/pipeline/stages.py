@@ -125,22 +125,20 @@ def stage_mothernet(ctx: RunContext) -> dict[str, Any]:
 
 
 def stage_lut(ctx: RunContext) -> dict[str, Any]:
-    from latency.profiler import open_table, profile_specs
+    """What ``latency-profile`` does (one library path): profile the space's missing blocks
+    into the LUT (under the LUT's own lock), then fit its context model once, unless a
+    ``latency-profile`` run calibrated it already."""
+    from latency.jobs import ProfileJob, profile_one
 
-    lut = ctx.config.lut_path()
-    with ctx.open_device() as device:
-        table = open_table(lut, device, resume=True)
-        report = profile_specs(ctx.space.block_specs(), device, table, ctx.convert_config())
-        ctx.echo(report.summary())
-        if "context" not in table.provenance:  # fit the cache-context model once per LUT
-            from latency.context import calibrate
-
-            cal = calibrate(ctx.space, device, table, ctx.convert_config(), n_nets=4)
-            ctx.echo(
-                f"context model: alpha {cal.alpha:.2f} from {cal.nets} whole nets; mean "
-                f"abs error {cal.mape_before * 100:.1f}% -> {cal.mape_after * 100:.1f}%"
-            )
-    return {"lut": str(lut), "summary": report.summary()}
+    cfg, lut = ctx.config, ctx.config.lut_path()
+    measure, adb = cfg.device_configs()
+    job = ProfileJob(
+        space=ctx.space, devices=(cfg.device,), measure=measure, adb=adb,
+        convert=ctx.convert_config(), out=lut,
+    )  # fmt: skip
+    summary = profile_one(job, cfg.device, lut, ctx.echo)
+    ctx.echo(summary)
+    return {"lut": str(lut), "summary": summary}
 
 
 def stage_bkd(ctx: RunContext) -> dict[str, Any]:

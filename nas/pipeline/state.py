@@ -8,9 +8,26 @@ from pathlib import Path
 from typing import Any
 
 from nas.core.errors import PipelineError
-from nas.core.files import atomic_write_text
+from nas.core.files import atomic_write_text, check_writable
 
 RUN_FILE = "run.json"
+
+
+def setting_differences(
+    old: dict[str, Any], new: dict[str, Any], prefix: str = ""
+) -> list[tuple[str, str, str]]:
+    """``(key, old value, new value)`` of every setting that differs; nested settings (the
+    sizes) by their dotted key, e.g. ``sizes.pop_size``. Values as JSON (``null``: unset)."""
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += setting_differences(a, b, f"{prefix}{k}.")
+        else:
+            out.append((f"{prefix}{k}", json.dumps(a, default=str), json.dumps(b, default=str)))
+    return out
 
 
 @dataclass
@@ -24,6 +41,7 @@ class RunState:
     def open(cls, folder: Path, settings: dict[str, Any], restart: bool) -> RunState:
         """The folder's state, refusing a folder made with other settings (unless
         ``restart``, which forgets its finished stages). Written at once."""
+        check_writable(folder, "run folder", folder=True)
         path = Path(folder) / RUN_FILE
         data: dict[str, Any] = {"settings": settings, "stages": {}}
         if path.exists() and not restart:
@@ -34,13 +52,12 @@ class RunState:
                     f"{path} is corrupt; pass --restart to start this run over"
                 ) from None
             if old.get("settings") != settings:
-                prev = old.get("settings") or {}
-                diff = sorted(
-                    k for k in set(prev) | set(settings) if prev.get(k) != settings.get(k)
-                )
+                diff = setting_differences(old.get("settings") or {}, settings)
+                keys = ", ".join(k for k, _, _ in diff)
+                values = "; ".join(f"{k}: {a} in {path}, {b} now" for k, a, b in diff)
                 raise PipelineError(
-                    f"{folder} holds a run with other settings ({', '.join(diff)} "
-                    "differ); use another --out, the same settings to resume, or --restart"
+                    f"{folder} holds a run with other settings ({keys} differ): {values}. "
+                    "Use another --out, the same settings to resume, or --restart"
                 )
             data = old
         state = cls(path, data)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from nas.core.files import check_writable
 from nas.core.spaces import SearchSpace
 from nas.pipeline.picks import Echo, checkpoint_data, mothernet_point
 
@@ -22,7 +23,8 @@ def train_mothernet_checkpoint(
 ) -> dict[str, Any]:
     """Build the space's default mothernet, train it on ``data`` (``train``: the keyword
     arguments of :func:`~nas.training.mothernet.train_mothernet` to change, e.g. ``epochs``)
-    and save the checkpoint at ``out``. Returns the training metrics."""
+    and save the checkpoint at ``out`` (checked before training). Returns the metrics."""
+    check_writable(out, "mothernet checkpoint")
     import torch
 
     from nas.training.checkpoint import save_checkpoint
@@ -52,6 +54,7 @@ def bkd_from_checkpoint(
     """BKD of every option of the mothernet's space (or ``space_name`` at the mothernet's
     resolution) on the mothernet's own training data (or ``data``); ``settings``: fields of
     :class:`~nas.bkd.config.BkdConfig` to change (``None`` keeps the default)."""
+    check_writable(out, "BKD library")
     from nas.bkd.config import BkdConfig
     from nas.bkd.run import run_bkd
     from nas.core.spaces import get_space
@@ -79,6 +82,7 @@ def filter_library(
 ) -> Any:
     """Filter ``space`` (default: the library's) with the BKD library at ``library``, priced
     by ``lut`` (a LUT or its path; ``None``: MACs); write the filtered space to ``out``."""
+    check_writable(out, "filtered space")
     from lut.table import LatencyTable
     from nas.bkd.library import BkdLibrary
     from nas.core.files import file_sha256
@@ -110,6 +114,7 @@ def search_front(
     :class:`~nas.search.run.SearchConfig` (``None`` keeps the default). The mothernet (given,
     else the library's) is marked on the plot and recorded for finetuning. Writes
     ``out/pareto.json`` and ``out/pareto.png``; returns the result."""
+    check_writable(out, "search output folder", folder=True)
     from nas.bkd.library import BkdLibrary
     from nas.filter import load_filtered_space
     from nas.search.run import SearchConfig, run_search

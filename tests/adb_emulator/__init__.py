@@ -14,7 +14,8 @@ error messages). The CNXN banner advertises ``shell_v2,cmd,stat_v2,ls_v2``.
 The phone's filesystem is a sandbox folder (see :mod:`.sandbox` for the layout, how commands
 see device paths, and the limits): an Exynos 9820 Galaxy S10 with cpufreq/thermal sysfs files,
 ``/proc/cpuinfo``, ``getprop``/``taskset``/``nproc`` stand-ins, writable ``/data/local/tmp`` and
-``/sdcard``. Faults (pulled cable, frozen device, refused push) are set through :class:`Faults`.
+``/sdcard``. Faults (pulled cable, frozen device, refused push, cores hot-plugged off) are set
+through :class:`Faults`; :meth:`~.device.EmulatedDevice.set_offline` hot-plugs cores at once.
 
 Example::
 

@@ -19,7 +19,7 @@ from types import TracebackType
 
 from . import protocol as p
 from .runners import CommandRunner, make_runner
-from .sandbox import DEFAULT_PROPS, Sandbox, populate, write_props
+from .sandbox import DEFAULT_PROPS, Sandbox, populate, set_offline, write_props
 from .transport import POLL, Connection
 
 __all__ = ["EmulatedDevice", "Faults"]
@@ -50,6 +50,11 @@ class Faults:
     max_freeze: float = 60.0
     refuse_push: str | None = None
     """Every sync SEND is answered with FAIL and this message (e.g. "No space left on device")."""
+    offline_on_command: str | None = None
+    """Hot-plug ``offline_cores`` off (:meth:`EmulatedDevice.set_offline`) just before a
+    matching service starts, as power saving or a thermal limit would between two commands
+    (during a run: :func:`.standin.when_sleeping`)."""
+    offline_cores: tuple[int, ...] | None = None
 
     def clear(self) -> None:
         """Remove every fault (``drop_delay`` and ``max_freeze`` are kept)."""
@@ -321,6 +326,13 @@ class EmulatedDevice:
         self.props[key] = value
         if self.sandbox is not None:
             write_props(self.sandbox.root, self.props)
+
+    def set_offline(self, *cores: int) -> None:
+        """Hot-plug exactly these cores off, every other core on (none: all back online), as
+        power saving or a thermal limit does on the phone (see :func:`.sandbox.set_offline`):
+        ``/sys/devices/system/cpu/online`` and ``cpuN/online`` change at once, and ``taskset``
+        with a mask of offline cores only fails with "Invalid argument"."""
+        set_offline((self.sandbox or Sandbox(self.root)).root, cores)
 
     def host_path(self, device_path: str) -> Path:
         """The host path of a device path, e.g. to seed or inspect files from a test."""

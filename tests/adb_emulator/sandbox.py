@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 DEVICE_TMP = "/data/local/tmp"
@@ -87,6 +87,10 @@ CLUSTERS: tuple[dict[str, object], ...] = (
 )
 NUM_CPUS = 8
 DEFAULT_TEMP_MILLI_C = 38000
+_FREQ_FILES = (
+    ("cpuinfo_max_freq", "max"), ("cpuinfo_min_freq", "min"), ("scaling_max_freq", "max"),
+    ("scaling_min_freq", "min"), ("scaling_cur_freq", "max"),
+)
 _GOVERNORS = "schedutil performance powersave userspace ondemand conservative"
 _CPU_FEATURES = (
     "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc "
@@ -154,6 +158,44 @@ def populate(root: Path, props: Mapping[str, str], props_path: str) -> None:
     _write(bin_dir / "nproc", NPROC, 0o755, overwrite=True)
 
 
+def cpu_list_text(cores: Iterable[int]) -> str:
+    """The kernel's list format: ``(0, 1, 2, 3, 6)`` -> ``"0-3,6"``."""
+    items: list[list[int]] = []
+    for core in sorted(set(cores)):
+        if items and core == items[-1][-1] + 1:
+            items[-1].append(core)
+        else:
+            items.append([core])
+    return ",".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in items)
+
+
+def set_offline(root: Path, offline: Iterable[int]) -> None:
+    """Hot-plug exactly the ``offline`` cores off (all others on), as the kernel shows it:
+    ``/sys/devices/system/cpu/online`` lists the online cores (``0-5``, ``0-3,6``), each
+    ``cpuN/online`` holds 0 or 1, and a cluster whose cores are all offline has an inactive
+    cpufreq policy: its files cannot be read (a phone answers "Device or resource busy"; here
+    they are empty, which reads as unreadable too) until a core of it is back online. cpu0
+    cannot be hot-plugged on Android; the taskset stand-in honours the online list."""
+    off = set(offline)
+    if not off <= set(range(1, NUM_CPUS)):
+        raise ValueError(f"only cores 1-{NUM_CPUS - 1} can go offline, got {sorted(off)}")
+    cpu = root / "sys/devices/system/cpu"
+    _write(cpu / "online", cpu_list_text(set(range(NUM_CPUS)) - off) + "\n", overwrite=True)
+    for cluster in CLUSTERS:
+        cpus = cluster["cpus"]
+        assert isinstance(cpus, tuple)
+        inactive = off.issuperset(cpus)
+        for n in cpus:
+            _write(cpu / f"cpu{n}" / "online", "0\n" if n in off else "1\n", overwrite=True)
+            freq = cpu / f"cpu{n}" / "cpufreq"
+            for name, key in _FREQ_FILES:
+                path = freq / name
+                if inactive:
+                    _write(path, "", overwrite=True)
+                elif not path.read_text().strip():  # the policy came back: its values too
+                    _write(path, f"{cluster[key]}\n", overwrite=True)
+
+
 def write_props(root: Path, props: Mapping[str, str]) -> None:
     """(Re)write ``/system/build.prop``, which the ``getprop`` stand-in reads."""
     target = root / "system/build.prop"
@@ -184,8 +226,12 @@ TASKSET = r"""#!/bin/sh
 # taskset stand-in (toybox syntax) for an 8-CPU phone: checks the mask, pins nothing.
 #   taskset [-a] MASK CMD [ARGS...]   run CMD
 #   taskset -p [-a] [MASK] PID        show (and pretend to set) PID's mask
+# As the kernel's sched_setaffinity: a mask without any online core (see
+# /sys/devices/system/cpu/online) fails with "Invalid argument"; one with some online cores
+# succeeds (the process then runs on those only).
 ncpus=8
 all=$(( (1 << ncpus) - 1 ))
+online_file="${ANDROID_ROOT_SANDBOX-}/sys/devices/system/cpu/online"
 mask_value() {
     case $1 in ''|*[!0-9a-fA-FxX]*) return 1 ;; esac
     m=${1#0x}; m=${m#0X}
@@ -193,10 +239,24 @@ mask_value() {
     [ ${#m} -le 8 ] || return 1
     echo $(( 0x$m ))
 }
+online_mask() {
+    list=''
+    if [ -r "$online_file" ]; then IFS= read -r list < "$online_file" || true; fi
+    if [ -z "$list" ]; then echo "$all"; return; fi
+    om=0
+    old_ifs=$IFS; IFS=,
+    for item in $list; do
+        lo=${item%-*}; hi=${item#*-}
+        case $lo$hi in ''|*[!0-9]*) continue ;; esac
+        while [ "$lo" -le "$hi" ]; do om=$(( om | (1 << lo) )); lo=$((lo + 1)); done
+    done
+    IFS=$old_ifs
+    echo $(( om & all ))
+}
 check_mask() {
     v=$(mask_value "$1") || { echo "taskset: bad mask '$1'" >&2; exit 1; }
-    if [ "$v" -eq 0 ] || [ $(( v & ~all )) -ne 0 ]; then
-        echo "taskset: sched_setaffinity: Invalid argument" >&2
+    if [ $(( v & $(online_mask) )) -eq 0 ]; then
+        echo "taskset: failed to set pid $$'s affinity: Invalid argument" >&2
         exit 1
     fi
 }

@@ -14,6 +14,9 @@ The device sees that runtime read-only under ``/opt/donna`` (:data:`STANDIN_ROOT
 from __future__ import annotations
 
 import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy
@@ -22,6 +25,7 @@ HERE = Path(__file__).resolve().parent
 STANDIN_BINARY = HERE / "standin" / "benchmark_model"
 STANDIN_ROOT = "opt/donna"
 FAULT_FILE = "/system/etc/benchmark_model_fault"
+SLEEPING_FILE = "/data/local/tmp/benchmark_model.sleeping"
 
 
 def standin_host_dirs() -> dict[str, Path]:
@@ -41,6 +45,23 @@ def set_benchmark_fault(phone: object, rule: str | None) -> None:
         path.unlink(missing_ok=True)
     else:
         path.write_text(rule + "\n")
+
+
+def when_sleeping(phone: object, action: Callable[[], object], timeout: float = 60.0) -> None:
+    """Call ``action`` (in a thread) as soon as the stand-in sleeps for a ``sleep`` fault, i.e.
+    in the middle of a run, after ``taskset`` pinned it."""
+    marker = phone.host_path(SLEEPING_FILE)  # type: ignore[attr-defined]
+    marker.unlink(missing_ok=True)
+
+    def wait() -> None:
+        deadline = time.monotonic() + timeout
+        while not marker.exists():
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
+        action()
+
+    threading.Thread(target=wait, name="standin-when-sleeping", daemon=True).start()
 
 
 def profile_args(

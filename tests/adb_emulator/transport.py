@@ -225,6 +225,10 @@ class Connection:
             self.device._wait_while_frozen(self.closed)
         if remote_id == 0:
             return
+        trigger = faults.offline_on_command
+        if trigger is not None and trigger in name:
+            faults.offline_on_command = None
+            self.device.set_offline(*(faults.offline_cores or ()))
         request = p.parse_service(name)
         handler = service_handler(request)
         if handler is None:

@@ -8,7 +8,9 @@ Flags (as the real tool spells them): --graph, --num_threads, --warmup_runs, --n
 Faults for tests come from ``/system/etc/benchmark_model_fault`` (read at every start), one
 rule a line, ``ACTION MATCH [ARG]`` where MATCH is a substring of --graph or ``*``:
 ``crash MATCH`` dies of SIGSEGV during the warmup runs, ``exit MATCH CODE`` stops with an
-ERROR line and exit status CODE, ``sleep MATCH SECONDS`` sleeps before starting.
+ERROR line and exit status CODE, ``sleep MATCH SECONDS`` sleeps before starting (and first
+writes the graph to ``/data/local/tmp/benchmark_model.sleeping``, so a test can act while it
+runs: see :func:`..standin.when_sleeping`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import sys
 import time
 
 FAULTS = os.environ.get("ANDROID_ROOT_SANDBOX", "") + "/system/etc/benchmark_model_fault"
+SLEEPING = os.environ.get("ANDROID_ROOT_SANDBOX", "") + "/data/local/tmp/benchmark_model.sleeping"
 KNOWN = {
     "graph": str, "num_threads": int, "warmup_runs": int, "num_runs": int, "min_secs": float,
     "warmup_min_secs": float, "max_secs": float, "run_delay": float, "use_xnnpack": str,
@@ -109,6 +112,8 @@ def main(argv: list[str]) -> int:
         return 1
     action = fault(graph)
     if action and action[0] == "sleep":
+        with open(SLEEPING, "w") as marker:  # tests act "while a model runs" on this
+            marker.write(graph + "\n")
         time.sleep(float(action[1] or 60))
     if action and action[0] == "exit":
         print(f"ERROR: Failed to allocate tensors for {graph} (injected fault)")
