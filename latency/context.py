@@ -13,6 +13,15 @@ a few random networks of the space (never the networks a benchmark evaluates on)
 squares on relative error, clipped to [0, 1], and stored in the LUT's provenance.
 ``latency-profile`` and ``donna run`` fit it once per LUT, when the LUT holds every block of
 its space (:func:`calibrate_if_needed`); a calibrated LUT keeps its model.
+
+The size model (``lut.table.SIZE_MODEL``): alpha per block, logistic in log2 of the block's
+working set (weights + activations), two parameters fitted on the same nets
+(:func:`fit_size_model`). Calibration always fits it and stores it as ``"size_params"``; it
+prices the blocks only when chosen (:data:`CONTEXT_MODEL`, or a LUT whose context says
+``"model": "size-logistic"``). On the host it did not hold: fitted on 4 nets its slope came out
++0.91 at 96 px and -3.00 (the bound) at 128 px, and on held-out nets it was no better than one
+alpha (bench/RESULTS.md); whole-net timings repeat only to ~4%, which is what the fit follows.
+So one alpha stays the default.
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ from latency.devices import Device
 from latency.errors import SettingError
 from latency.profiler import measure_architectures, profile_specs
 from lut.table import DEFAULT_CONTEXT_ALPHA as DEFAULT_ALPHA
-from lut.table import LatencyTable
+from lut.table import SIZE_MODEL, SIZE_REF_BYTES, LatencyTable, working_set_bytes
 from nas.core.spaces import SearchSpace, random_genomes
 from nas.core.specs import Architecture, spec_key
 
@@ -46,6 +55,11 @@ __all__ = [
 
 CALIBRATION_SEED = 1_000_003  # far from seeds used elsewhere, so calibration nets are disjoint
 CALIBRATION_NETS = 4  # whole nets a LUT is calibrated on (latency-profile, donna run)
+ONE_ALPHA = "one-alpha"
+# The model calibrate() prices blocks with. The size model (lut.table.SIZE_MODEL) is fitted and
+# stored too ("size_params"), but it did not beat one alpha on held-out nets in
+# bench/lut_fidelity.py (bench/RESULTS.md), so one alpha stays the default.
+CONTEXT_MODEL = ONE_ALPHA
 
 
 @dataclass(frozen=True)
@@ -83,6 +97,39 @@ def fit_alpha(warm: Sequence[float], cold: Sequence[float], measured: Sequence[f
     return float(np.clip((d @ r) / denom, 0.0, 1.0))
 
 
+def fit_size_model(
+    warm: Sequence[np.ndarray],
+    cold: Sequence[np.ndarray],
+    size: Sequence[np.ndarray],
+    measured: Sequence[float],
+    start_alpha: float = DEFAULT_ALPHA,
+) -> tuple[float, float]:
+    """Least-squares ``(a, b)`` of the size model (:data:`lut.table.SIZE_MODEL`): net ``n``
+    costs ``sum_i warm_i + alpha_i (cold_i - warm_i)`` with ``alpha_i = sigmoid(a + b x_i)``,
+    ``x_i = log2(bytes_i / 1 MiB)`` (``size``: per-block working-set bytes), each net weighted
+    by 1/measured (relative error). ``b`` is held to [-3, 3] and ``a`` to [-8, 8] (alpha
+    between 0.0003 and 0.9997 at 1 MiB), so a few nets cannot run it off."""
+    from scipy.optimize import least_squares
+
+    m = np.asarray(measured, dtype=float)
+    ws = np.array([float(np.sum(w)) for w in warm])
+    ds = [np.asarray(c, dtype=float) - np.asarray(w, dtype=float) for w, c in zip(warm, cold)]
+    xs = [np.log2(np.asarray(b, dtype=float) / SIZE_REF_BYTES) for b in size]
+
+    def resid(p: np.ndarray) -> np.ndarray:
+        est = [w + float(d @ (1.0 / (1.0 + np.exp(-(p[0] + p[1] * x))))) for w, d, x in
+               zip(ws, ds, xs)]  # fmt: skip
+        return np.asarray(est) / m - 1.0
+
+    a0 = float(np.log(np.clip(start_alpha, 0.02, 0.98) / (1 - np.clip(start_alpha, 0.02, 0.98))))
+    best = None
+    for p0 in ((a0, 0.0), (a0, 0.5), (a0, -0.5)):
+        fit = least_squares(resid, np.array(p0), bounds=([-8.0, -3.0], [8.0, 3.0]))
+        if best is None or fit.cost < best.cost:
+            best = fit
+    return float(best.x[0]), float(best.x[1])
+
+
 def sums(table: LatencyTable, archs: Sequence[Architecture]) -> tuple[np.ndarray, np.ndarray]:
     """Per-architecture sums of warm and cold block medians."""
     warm, cold = [], []
@@ -101,9 +148,12 @@ def calibrate(
     n_nets: int = 6,
     seed: int = CALIBRATION_SEED,
     exclude: Sequence[Architecture] = (),
+    model: str | None = None,
 ) -> Calibration:
-    """Measure ``n_nets`` random networks of ``space`` whole, fit ``alpha``, store it in the
-    LUT (re-deriving every entry's ``median_us``)."""
+    """Measure ``n_nets`` random networks of ``space`` whole, fit ``alpha`` and the size model,
+    store them in the LUT (re-deriving every entry's ``median_us`` with ``model``: the size
+    model or, by default (:data:`CONTEXT_MODEL`), one alpha)."""
+    model = model or CONTEXT_MODEL
     t0 = time.perf_counter()
     archs = calibration_nets(space, n_nets, seed, exclude)
     profile_specs([b for a in archs for b in a.blocks], device, table, convert_config)
@@ -112,14 +162,37 @@ def calibrate(
     )
     warm, cold = sums(table, archs)
     alpha = fit_alpha(warm, cold, measured)
+    per_block = [block_arrays(table, a) for a in archs]
+    a, b = fit_size_model(*zip(*per_block), measured, start_alpha=alpha)
 
-    def mape(a: float) -> float:
-        return float(np.mean(np.abs((warm + a * (cold - warm)) / measured - 1.0)))
+    def mape(est: np.ndarray) -> float:
+        return float(np.mean(np.abs(est / measured - 1.0)))
 
-    before = mape(table.context_alpha)
-    cal = Calibration(alpha, len(archs), seed, before, mape(alpha), time.perf_counter() - t0)
-    table.set_context(alpha, asdict(cal))
+    before = mape(warm + table.context_alpha * (cold - warm))
+    size_est = np.array([float(np.sum(w + size_alphas(x, a, b) * (c - w)))
+                         for w, c, x in per_block])  # fmt: skip
+    one = mape(warm + alpha * (cold - warm))
+    after = mape(size_est) if model == SIZE_MODEL else one
+    cal = Calibration(alpha, len(archs), seed, before, after, time.perf_counter() - t0)
+    # both fits are kept; "model"/"params" (what prices the blocks) only for the size model
+    info = asdict(cal) | {"size_params": [a, b], "mape_one_alpha": one, "mape_size": mape(size_est)}
+    if model == SIZE_MODEL:
+        info |= {"model": SIZE_MODEL, "params": [a, b]}
+    table.set_context(alpha, info)
     return cal
+
+
+def block_arrays(table: LatencyTable, arch: Architecture) -> tuple[np.ndarray, ...]:
+    """Per-block warm and cold medians and working-set bytes of ``arch``."""
+    rows = [table.entries[spec_key(b)] for b in arch.blocks]
+    warm = np.array([r["warm_median_us"] for r in rows], dtype=float)
+    cold = np.array([r.get("cold_median_us", r["warm_median_us"]) for r in rows], dtype=float)
+    return warm, cold, np.array([working_set_bytes(b) for b in arch.blocks], dtype=float)
+
+
+def size_alphas(size: np.ndarray, a: float, b: float) -> np.ndarray:
+    """The size model's alpha for blocks of working-set bytes ``size``."""
+    return 1.0 / (1.0 + np.exp(-np.clip(a + b * np.log2(size / SIZE_REF_BYTES), -60, 60)))
 
 
 def context_line(table: LatencyTable) -> str:
@@ -134,6 +207,8 @@ def context_line(table: LatencyTable) -> str:
         line += (
             f"; mean abs error {ctx['mape_before'] * 100:.1f}% -> {ctx['mape_after'] * 100:.1f}%"
         )
+    if ctx.get("model") == SIZE_MODEL:
+        line += "; " + table.size_model_line()
     return line
 
 

@@ -34,7 +34,18 @@ from lut.errors import (
 )
 from nas.core.errors import SpecError
 from nas.core.files import atomic_write_text, check_writable
-from nas.core.specs import Architecture, BlockSpec, describe, spec_from_key, spec_key
+from nas.core.specs import (
+    Architecture,
+    BlockSpec,
+    MBConvSpec,
+    describe,
+    in_shape,
+    mid_chs,
+    out_shape,
+    params,
+    spec_from_key,
+    spec_key,
+)
 
 SCHEMA = "donnav2-lut"
 SCHEMA_VERSION = 1
@@ -47,6 +58,38 @@ WRITE_FIX = "choose another --out or fix the folder's permissions"
 
 
 DEFAULT_CONTEXT_ALPHA = 0.5
+# The size model of the cache context (latency.context): a block's share of its cold penalty
+# is logistic in log2 of its working set, ``alpha = 1 / (1 + exp(-(a + b * log2(bytes/1MiB))))``
+# with ``"params": [a, b]`` in the provenance's "context". A context without "model" (older
+# LUTs) is one alpha for every block.
+SIZE_MODEL = "size-logistic"
+SIZE_REF_BYTES = 1 << 20
+
+
+def working_set_bytes(spec: BlockSpec) -> int:
+    """Bytes (float32) a block touches in one pass: weights, input, output and, for an MBConv,
+    the expanded activations."""
+    n = params(spec) + math.prod(in_shape(spec)) + math.prod(out_shape(spec))
+    if isinstance(spec, MBConvSpec) and spec.exp_ratio != 1.0:
+        n += mid_chs(spec) * spec.in_h * spec.in_w
+    return 4 * n
+
+
+def size_alpha(spec: BlockSpec, a: float, b: float) -> float:
+    """The size model's share of the cold penalty for ``spec`` (in (0, 1))."""
+    z = a + b * math.log2(working_set_bytes(spec) / SIZE_REF_BYTES)
+    return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
+
+
+def block_alpha(spec: BlockSpec, context: Mapping[str, Any] | None) -> float:
+    """The share of its cold penalty ``spec`` pays inside a network under a LUT's context
+    model (``provenance["context"]``; ``None``: not calibrated, the default alpha)."""
+    if not context:
+        return DEFAULT_CONTEXT_ALPHA
+    if context.get("model") == SIZE_MODEL:
+        a, b = (float(v) for v in context["params"])
+        return size_alpha(spec, a, b)
+    return float(context.get("alpha", DEFAULT_CONTEXT_ALPHA))
 
 
 def in_network_latency(entry: Mapping[str, Any], alpha: float) -> float:
@@ -276,15 +319,30 @@ class LatencyTable:
         look-ups sum) is derived from the entry's warm/cold medians and the table's context
         model."""
         row = {"spec": json.loads(spec_key(spec)), **entry}
-        row[LATENCY_FIELD] = in_network_latency(row, self.context_alpha)
+        row[LATENCY_FIELD] = in_network_latency(row, self.alpha_for(spec))
         self.entries[spec_key(spec)] = row
         self.save()
 
+    def alpha_for(self, spec: BlockSpec) -> float:
+        """The share of its cold penalty ``spec`` pays inside a network (:func:`block_alpha`)."""
+        return block_alpha(spec, self.provenance.get("context"))
+
+    def size_model_line(self) -> str:
+        """The size model of a LUT that has one, in words (the alphas its entries get)."""
+        a, b = (float(v) for v in self.provenance["context"]["params"])
+        alphas = [size_alpha(spec_from_key(k), a, b) for k in self.entries] or [0.0]
+        return (
+            f"by block size ({SIZE_MODEL} a {a:+.2f}, b {b:+.2f}): alpha "
+            f"{min(alphas):.2f}-{max(alphas):.2f} over the {len(self.entries)} entries"
+        )
+
     def set_context(self, alpha: float, info: Mapping[str, Any]) -> None:
-        """Adopt a calibrated context model and re-derive every entry's ``median_us``."""
+        """Adopt a calibrated context model and re-derive every entry's ``median_us``.
+        ``alpha``: the one-alpha fit (what readers without the size model use); ``info`` may
+        add ``"model": SIZE_MODEL, "params": [a, b]``, which then prices each block."""
         self.provenance["context"] = {"alpha": float(alpha), **info}
-        for row in self.entries.values():
-            row[LATENCY_FIELD] = in_network_latency(row, float(alpha))
+        for key, row in self.entries.items():
+            row[LATENCY_FIELD] = in_network_latency(row, self.alpha_for(spec_from_key(key)))
         self.save()
 
     def missing(self, specs: Iterable[BlockSpec]) -> list[BlockSpec]:
@@ -369,6 +427,8 @@ class LatencyTable:
                 "latency-profile on the whole space to calibrate"
             )
         lines.append(line)
+        if ctx and ctx.get("model") == SIZE_MODEL:
+            lines.append(f"  context  {self.size_model_line()}")
         unstable = sum(1 for e in self.entries.values() if e.get("stable") is False)
         if unstable:
             lines.append(f"  {unstable} entries stayed noisy after re-measuring (stable=false)")

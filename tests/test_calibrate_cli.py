@@ -100,6 +100,10 @@ def test_latency_profile_calibrates_a_complete_lut(calibrated):
     ctx = table.provenance["context"]
     assert ctx["nets"] == 2 and 0.0 <= ctx["alpha"] <= 1.0
     assert ctx["mape_before"] > 0 and ctx["mape_after"] > 0
+    # the size model is fitted and kept alongside; one alpha (the default) prices the blocks
+    assert len(ctx["size_params"]) == 2 and all(abs(v) < 10 for v in ctx["size_params"])
+    assert ctx["mape_size"] > 0 and ctx["mape_one_alpha"] == ctx["mape_after"]
+    assert "model" not in ctx and "params" not in ctx
     print(f"\ncalibrated: alpha {ctx['alpha']:.3f}, mean abs error "
           f"{ctx['mape_before'] * 100:.2f}% -> {ctx['mape_after'] * 100:.2f}%")  # fmt: skip
     for row in table.entries.values():  # every look-up figure re-derived with the fitted alpha
