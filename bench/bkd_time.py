@@ -154,8 +154,9 @@ def summarize_slots(entries: list, n_slots: int) -> dict[str, dict]:
 
 
 def teacher_seconds(bkd: BkdRun) -> float:
-    """Seconds of the (shared, once-per-run) teacher-feature pass."""
-    return float(bkd.lib.provenance["teacher_features"]["seconds"])
+    """Seconds of the (once-per-run) teacher-feature pass of the feature-store design; 0 for
+    the shared teacher (BKD's design now), whose teacher runs inside each group's steps."""
+    return float((bkd.lib.provenance.get("teacher_features") or {}).get("seconds", 0.0))
 
 
 def build_result(

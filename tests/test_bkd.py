@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -78,16 +76,15 @@ def test_the_teacher_option_imitates_better_than_a_crippled_one(library):
         assert good.nmse < bad.nmse - 0.15, (slot, good.nmse, bad.nmse)
 
 
-def test_teacher_features_are_cached_on_disk(library):
-    folder = library.path.with_name("lib.features")
-    manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["key"]["n_train"] == 320 and manifest["key"]["n_val"] == 128
-    import numpy as np
-
-    f0 = np.load(folder / "feat0_train.npy", mmap_mode="r")
-    assert f0.shape == (320, 16, 16, 16) and f0.dtype == np.float16
-    assert np.load(folder / "feat3_val.npy", mmap_mode="r").shape == (128, 80, 2, 2)
-    assert all(v > 0 for v in manifest["var_val"])
+def test_one_teacher_pass_per_group_and_nothing_on_disk_but_the_library(library):
+    # the shared teacher: the six options in one group, one pass over the 320 images per
+    # epoch; no feature files (the design before it kept the teacher's features on disk)
+    p = library.provenance
+    assert p["shared_teacher"]["groups"] == 1 and p["shared_teacher"]["train_passes"] == 8
+    assert all(v > 0 for v in p["teacher_variance"]["val"]["var"].values())
+    assert {e.extra["images"] for e in library.entries()} == {80 * 32}
+    names = sorted(f.name for f in library.path.parent.iterdir())
+    assert names == ["lib.json", "lib.json.lock", "lib.weights"], names
 
 
 def test_interrupted_run_resumes_without_retraining(tmp_path, mothernet, space, digits, library):
@@ -104,8 +101,6 @@ def test_interrupted_run_resumes_without_retraining(tmp_path, mothernet, space, 
     mtimes = {
         e.weights: first.weights_path(e.slot, e.option).stat().st_mtime_ns for e in first.entries()
     }
-    manifest = out.with_name("lib.features") / "manifest.json"
-    manifest_mtime = manifest.stat().st_mtime_ns
 
     trained = []
     lib = run_bkd(
@@ -121,7 +116,8 @@ def test_interrupted_run_resumes_without_retraining(tmp_path, mothernet, space, 
     assert not {(e.slot, e.option) for e in first.entries()} & set(trained)
     for e in first.entries():
         assert lib.weights_path(e.slot, e.option).stat().st_mtime_ns == mtimes[e.weights]
-    assert manifest.stat().st_mtime_ns == manifest_mtime  # teacher features reused
+    # the group had trained all six: the rerun only scored and saved the other four
+    assert lib.provenance["shared_teacher"]["group_runs"][0]["resumed_at_step"] == 80
     # the same seed gives the same numbers as the uninterrupted run
     for e in library.entries():
         assert lib.entry(e.slot, e.option).nmse == e.nmse
@@ -165,7 +161,6 @@ def test_bad_settings(tmp_path, mothernet, space, digits):
         ({"batch_size": 1}, "batch size"),
         ({"lr": 0}, "learning rate"),
         ({"train_samples": 1}, "train_samples"),
-        ({"feature_dtype": "int8"}, "dtype"),
         ({"workers": 0}, "workers"),
         ({"threads": 0}, "threads"),
     ]:

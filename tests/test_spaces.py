@@ -90,3 +90,57 @@ def test_image_head_module_shapes():
     sp = get_space("quick-sr")
     net = build_architecture(sp.decode([3, 7, 11]))
     assert tuple(net(torch.zeros(2, 3, 32, 32)).shape) == (2, 3, 64, 64)
+
+
+# ---- input normalisation ------------------------------------------------------------------------
+
+NORM = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+def test_input_norm_round_trips_and_compares_equal():
+    import json
+
+    sp = get_space("quick").with_input_norm(NORM)
+    assert sp.input_norm == NORM and sp == sp.with_input_norm(NORM)
+    d = sp.to_dict()
+    assert d["input_norm"] == NORM
+    again = SearchSpace.from_dict(json.loads(json.dumps(d)))  # lists after JSON
+    assert again == sp and hash(again) == hash(sp)
+    assert isinstance(again.input_norm, tuple) and isinstance(again.input_norm[0], tuple)
+    assert again.to_dict() == d
+    assert "input: (x - mean) / std" in sp.describe() and "0.485, 0.456, 0.406" in sp.describe()
+    assert "input:" not in get_space("quick").describe()
+    # the norm is part of the space, not of its blocks: the LUT rows are the same
+    assert sp != get_space("quick") and sp.block_specs() == get_space("quick").block_specs()
+    # integers and lists are normalised to float tuples
+    ints = get_space("quick").with_input_norm([[0, 0, 0], [1, 1, 1]])
+    assert ints.input_norm == ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+
+
+def test_a_space_file_without_input_norm_loads_as_before():
+    old = get_space("quick").to_dict()
+    del old["input_norm"]  # what every file written before the field existed holds
+    sp = SearchSpace.from_dict(old)
+    assert sp.input_norm is None and sp == get_space("quick")
+    assert sp.to_dict()["input_norm"] is None
+
+
+@pytest.mark.parametrize(
+    "norm",
+    [
+        ((0.5, 0.5), (0.2, 0.2, 0.2)),
+        ((0.5, 0.5, 0.5), (0.2, 0.0, 0.2)),
+        ((0.5, 0.5, 0.5), (0.2, -1.0, 0.2)),
+        ((0.5, float("nan"), 0.5), (0.2, 0.2, 0.2)),
+        ((0.5, 0.5, 0.5),),
+        (0.5, 0.2),
+        "imagenet",
+        ((0.5, 0.5, 0.5), (0.2, 0.2, 0.2), (1.0, 1.0, 1.0)),
+    ],
+)
+def test_invalid_input_norms_are_refused(norm):
+    d = get_space("quick").to_dict()
+    d["input_norm"] = norm
+    with pytest.raises(SpaceError, match="input_norm must be") as exc:
+        SearchSpace.from_dict(d)
+    assert "\n" not in str(exc.value) and "'quick'" in str(exc.value)

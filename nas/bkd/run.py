@@ -1,13 +1,19 @@
 """A whole BKD run: every option of a space against one mothernet, resumable.
 
-1. **Teacher features, once** (:mod:`nas.bkd.features`).
-2. **One student per option** (:mod:`nas.bkd.student`), through an
-   :class:`~nas.bkd.executor.Executor` (in process, or ``workers`` spawned processes).
-3. **Library.** Each result (nmse, raw mse, first/last train-loss means, steps, seconds) is
-   added to the :class:`~nas.bkd.library.BkdLibrary` JSON, saved atomically as soon as the
-   option finishes, with the student's weights in ``<library stem>.weights/``. Rerunning
-   skips finished options (resume); a library from another mothernet, data set or setting is
-   refused (:func:`check_resume`).
+1. **Groups.** The options the library lacks are packed into groups that fit the memory
+   budget (:mod:`nas.bkd.plan`, :mod:`nas.bkd.memory`); a group checkpointed by an earlier,
+   interrupted run is resumed first, as it was.
+2. **Shared teacher** (:mod:`nas.bkd.shared`): each group is one pass over the stream of
+   training batches with one teacher forward per batch for the whole group, checkpointed
+   every ``checkpoint_every`` steps (:mod:`nas.bkd.group`). Groups run through an
+   :class:`~nas.bkd.executor.Executor` (in this process on a GPU or with one worker, else
+   ``workers`` spawned processes, a group each).
+
+**Library.** Each result (nmse, raw mse, first/last train-loss means, steps, seconds) is added
+to the :class:`~nas.bkd.library.BkdLibrary` JSON, saved atomically as soon as its group's
+results arrive, with the student's weights in ``<library stem>.weights/``. Rerunning skips
+finished options and resumes checkpointed groups; a library from another mothernet, data
+set or setting is refused (:func:`check_resume`).
 
 This module imports torch: import it lazily from CLIs.
 """
@@ -15,8 +21,10 @@ This module imports torch: import it lazily from CLIs.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict
+import json
+import os
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,20 +32,30 @@ import torch
 
 from nas.bkd.config import BkdConfig
 from nas.bkd.executor import Executor, InlineExecutor, ProcessExecutor
-from nas.bkd.features import TeacherFeatures, compute_teacher_features, feature_key, jsonable
+from nas.bkd.group import remove_group_state
 from nas.bkd.library import BkdEntry, BkdLibrary, LibraryError
-from nas.bkd.student import BkdTask, train_option, weights_name
+from nas.bkd.plan import groups_folder, plan_groups
+from nas.bkd.shared import GroupResult, train_group
 from nas.core.errors import BkdError
 from nas.core.files import file_sha256
 from nas.core.locks import writer_lock
 from nas.core.progress import progress_bar
-from nas.core.spaces import SearchSpace, SlotOption
+from nas.core.spaces import SearchSpace
 from nas.training.checkpoint import load_checkpoint
+from nas.training.device import CPU, TrainDevice
 
 if TYPE_CHECKING:
-    from nas.data import TaskData
+    from nas.data.batches import TrainingData
+    from nas.training.mothernet import MothernetConfig
+
+OnOption = Callable[[BkdEntry, int, int], None]
 
 RESUME_KEYS = ("mothernet_sha256", "task", "data", "bkd")
+
+
+def jsonable(x: Any) -> Any:
+    """A JSON-like copy of ``x`` (what a JSON file holding it reads back)."""
+    return json.loads(json.dumps(x, sort_keys=True, default=str))
 
 
 @contextlib.contextmanager
@@ -99,22 +117,30 @@ def check_resume(library: BkdLibrary, provenance: Mapping[str, Any]) -> None:
 def run_bkd(
     mothernet_path: Path,
     space: SearchSpace,
-    data: TaskData,
+    data: TrainingData,
     out: Path,
     config: BkdConfig | None = None,
     executor: Executor | None = None,
     progress: bool = True,
-    on_option: Callable[[BkdEntry, int, int], None] | None = None,
+    on_option: OnOption | None = None,
     limit: int | None = None,
+    *,
+    device: TrainDevice = CPU,
+    data_workers: int = 0,
 ) -> BkdLibrary:
     """Train every option of ``space`` (that ``out`` lacks) against the mothernet and save
     the library at ``out`` after each one. Returns the library.
 
     ``executor`` defaults to :class:`~nas.bkd.executor.InlineExecutor` for ``config.workers
-    == 1``, else a :class:`~nas.bkd.executor.ProcessExecutor`. ``on_option(entry, done,
-    total)`` is called after each saved option (progress; raising from it stops the run, and
-    rerunning resumes). ``limit`` trains at most that many options in this run. One writer
-    per library: another run on ``out`` is refused (:class:`nas.core.locks.LockedError`).
+    == 1`` or a GPU ``device``, else a :class:`~nas.bkd.executor.ProcessExecutor`; its tasks
+    are groups of options (:class:`~nas.bkd.group.GroupTask`, run by
+    :func:`~nas.bkd.shared.train_group`).
+    ``on_option(entry, done, total)`` is called after each saved option (progress; raising
+    from it stops the run, and rerunning resumes). ``limit`` trains at most that many options
+    in this run (plus the rest of a checkpointed group it resumes). ``device``: where the
+    students and the teacher train (:func:`~nas.training.device.resolve_train_device`);
+    ``data_workers``: DataLoader processes for streamed data. One writer per library: another
+    run on ``out`` is refused (:class:`nas.core.locks.LockedError`).
     """
     config = config or BkdConfig()
     mothernet_path, out = Path(mothernet_path), Path(out)
@@ -122,73 +148,178 @@ def run_bkd(
         raise BkdError(f"the BKD library must be a .json file, got {out}")
     if limit is not None and limit < 0:
         raise BkdError(f"limit must be >= 0, got {limit}")
+    if data_workers < 0:
+        raise BkdError(f"data workers must be >= 0, got {data_workers}")
     with writer_lock(out, "BKD library"):  # one writer per library; readers need none
-        return _run_bkd_locked(
-            mothernet_path, space, data, out, config, executor, progress, on_option, limit
-        )
-
-
-def _run_bkd_locked(
-    mothernet_path: Path,
-    space: SearchSpace,
-    data: TaskData,
-    out: Path,
-    config: BkdConfig,
-    executor: Executor | None,
-    progress: bool,
-    on_option: Callable[[BkdEntry, int, int], None] | None,
-    limit: int | None,
-) -> BkdLibrary:
-    net, mcfg, _ = load_checkpoint(mothernet_path, space)
-    _check_data(space, data)
-    sha = file_sha256(mothernet_path)
-    provenance: dict[str, Any] = {
-        "mothernet_sha256": sha,
-        "mothernet": str(mothernet_path),
-        "teacher": [asdict(c) for c in mcfg.choices],
-        "task": space.task,
-        "data": jsonable(data.describe()),
-        "bkd": config.result_settings(),
-    }
-    library = _open_library(out, space, provenance)
-    todo = library.missing(space)
-    if limit is not None:
-        todo = todo[:limit]
-    if not todo:
+        _, mcfg, _ = load_checkpoint(mothernet_path, space)
+        _check_data(space, data)
+        provenance: dict[str, Any] = {
+            "mothernet_sha256": file_sha256(mothernet_path),
+            "mothernet": str(mothernet_path),
+            "teacher": [asdict(c) for c in mcfg.choices],
+            "task": space.task,
+            "data": jsonable(data.describe()),
+            "bkd": config.result_settings(),
+        }
+        library = _open_library(out, space, provenance)
+        run = _Run(library, config, _executor(config, device, executor), progress, on_option)
+        _run_groups(run, mothernet_path, mcfg, space, data, limit, device, data_workers)
         return library
-    features = compute_teacher_features(
-        net,
-        data,
-        out.with_name(out.stem + ".features"),
-        config,
-        feature_key(sha, provenance["data"], config),
-        progress=progress,
-    )
-    library.provenance["teacher_features"] = {
-        "seconds": round(features.seconds, 3),
-        "n_train": features.n_train,
-        "n_val": features.n_val,
-        "var_val": list(features.var_val),
-    }
-    library.save()
-    chs = mcfg.slot_in_chs()
-    tasks = _tasks(library, space, chs, features, config, todo)
-    _train_all(
-        library, tasks, config, executor, f"BKD {space.name}" if progress else None, on_option
-    )
-    return library
 
 
-def _check_data(space: SearchSpace, data: TaskData) -> None:
+class _Run:
+    """One run: the library, the settings, the executor and the callbacks."""
+
+    def __init__(
+        self,
+        library: BkdLibrary,
+        config: BkdConfig,
+        executor: Executor,
+        progress: bool,
+        on_option: OnOption | None,
+    ) -> None:
+        self.library = library
+        self.config = config
+        self.executor = executor
+        self.progress = progress
+        self.on_option = on_option
+        self.inline = isinstance(executor, InlineExecutor)
+        cores = os.cpu_count() or 1
+        self.threads = config.threads or (cores if self.inline else config.threads_per_worker())
+
+    def key(self) -> dict[str, Any]:
+        """What a group checkpoint must have been made from."""
+        return {k: self.library.provenance.get(k) for k in RESUME_KEYS}
+
+    @contextlib.contextmanager
+    def running(self, total: int, label: str) -> Iterator[Callable[[BkdEntry], None]]:
+        """The executor's context (torch threads in process, worker deaths as
+        :class:`BkdError`) and ``add(entry)``: save one entry, then progress and
+        ``on_option``."""
+        bar = progress_bar(total, label, unit="option") if self.progress else None
+        ctx = _torch_threads(self.threads) if self.inline else contextlib.nullcontext()
+        done = 0
+
+        def add(entry: BkdEntry) -> None:
+            nonlocal done
+            self.library.add(entry)
+            self.library.save()
+            done += 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(slot=entry.slot, nmse=f"{entry.nmse:.3f}")
+            if self.on_option is not None:
+                self.on_option(entry, done, total)
+
+        try:
+            with ctx, _worker_death_is_bkd_error():
+                yield add
+        finally:
+            if bar is not None:
+                bar.close()
+
+
+def _executor(config: BkdConfig, device: TrainDevice, executor: Executor | None) -> Executor:
+    if executor is not None:
+        return executor
+    if config.workers == 1 or not device.is_cpu:  # one GPU: its groups one after another
+        return InlineExecutor()
+    return ProcessExecutor(config.workers, config.threads_per_worker())
+
+
+def _run_groups(
+    run: _Run,
+    mothernet_path: Path,
+    mcfg: MothernetConfig,
+    space: SearchSpace,
+    data: TrainingData,
+    limit: int | None,
+    device: TrainDevice,
+    data_workers: int,
+) -> None:
+    """Plan the groups, train them through the executor, save every entry as its group's
+    results arrive, then drop the group's checkpoint."""
+    lib = run.library
+    assert lib.path is not None
+    plan = plan_groups(
+        lib,
+        space,
+        mcfg.space.architecture(mcfg.choices),
+        lib.missing(space),
+        limit,
+        mothernet=mothernet_path.resolve(),
+        data=data,
+        config=run.config,
+        key=run.key(),
+        device=device,
+        data_workers=data_workers,
+        groups_at_once=run.executor.workers,
+    )
+    if not plan.tasks:
+        return
+    n = len(plan.tasks)
+    tasks = [
+        replace(t, progress=f"BKD group {i}/{n} ({len(t.members)} options)")
+        if run.progress and run.inline
+        else t
+        for i, t in enumerate(plan.tasks, 1)
+    ]
+    st = lib.provenance.setdefault("shared_teacher", {"groups": 0, "train_passes": 0})
+    st.update(
+        memory_budget=plan.budget.bytes,
+        budget_from=plan.budget.source,
+        device=device.describe(),
+        workers=run.executor.workers,
+        planned=[{"id": t.gid, "options": len(t.members)} for t in tasks],
+    )
+    lib.save()
+    total = sum(len(t.members) - len(t.saved) for t in tasks)
+    with run.running(total, f"BKD {space.name} ({n} groups)") as add:
+        for task, result in run.executor.map_unordered(train_group, tasks):
+            for entry in result.entries:
+                add(entry)
+            _record_group(lib, result)
+            lib.save()
+            remove_group_state(groups_folder(lib.path), task.gid)
+
+
+def _record_group(library: BkdLibrary, result: GroupResult) -> None:
+    """Count the group and its passes in the provenance; keep the teacher variances."""
+    st = library.provenance["shared_teacher"]
+    st["groups"] = int(st.get("groups", 0)) + 1
+    st["train_passes"] = int(st.get("train_passes", 0)) + int(result.record["train_passes"])
+    st.setdefault("group_runs", []).append(result.record)
+    cfg = library.provenance["bkd"]
+    tv = library.provenance.setdefault(
+        "teacher_variance",
+        {
+            "train": {
+                "how": "the teacher's slot outputs on the first norm_samples training images "
+                "(data.calib_batches); the recorded training losses are divided by it",
+                "norm_samples": cfg.get("norm_samples"),
+                "var": {},
+            },
+            "val": {
+                "how": "the teacher's slot outputs on the validation images "
+                "(data.val_batches, limit val_samples, seed + 1); nmse = mse / it",
+                "var": {},
+            },
+        },
+    )
+    tv["train"]["var"].update({str(k): v for k, v in sorted(result.var_train.items())})
+    tv["val"]["var"].update({str(k): v for k, v in sorted(result.var_val.items())})
+
+
+def _check_data(space: SearchSpace, data: TrainingData) -> None:
     if data.task != space.task:
         raise BkdError(
             f"space {space.name!r} is for {space.task} but the data is for {data.task}; load "
             "the data of the space's task"
         )
-    if len(data.train_x) < 2 or len(data.val_x) < 1:
+    if data.n_train < 2 or data.n_val < 1:
         raise BkdError(
             "BKD needs at least 2 training and 1 validation images; got "
-            f"{len(data.train_x)} and {len(data.val_x)}"
+            f"{data.n_train} and {data.n_val}"
         )
 
 
@@ -204,69 +335,6 @@ def _open_library(out: Path, space: SearchSpace, provenance: dict[str, Any]) -> 
     library = BkdLibrary(space, provenance, path=out)
     library.save()
     return library
-
-
-def _tasks(
-    library: BkdLibrary,
-    space: SearchSpace,
-    chs: Sequence[int],
-    features: TeacherFeatures,
-    config: BkdConfig,
-    todo: Sequence[tuple[int, SlotOption]],
-) -> list[BkdTask]:
-    """One task per option to train; ``chs``: the teacher's slot input channels (and last
-    the last slot's output channels)."""
-    wdir = library.weights_dir()
-    return [
-        BkdTask(
-            slot=i,
-            option=o,
-            space=space,
-            in_chs=chs[i],
-            out_chs=chs[i + 1],
-            features=features,
-            config=config,
-            weights_file=(wdir / weights_name(i, o)).resolve(),
-            weights_rel=f"{wdir.name}/{weights_name(i, o)}",
-        )
-        for i, o in todo
-    ]
-
-
-def _train_all(
-    library: BkdLibrary,
-    tasks: list[BkdTask],
-    config: BkdConfig,
-    executor: Executor | None,
-    progress: str | None,
-    on_option: Callable[[BkdEntry, int, int], None] | None,
-) -> None:
-    """Run ``tasks`` through ``executor`` (default: from ``config.workers``), adding and
-    saving each entry as it arrives; ``progress``: the progress bar's label (``None``: no
-    bar)."""
-    threads = config.threads_per_worker()
-    if executor is None:
-        executor = (
-            InlineExecutor() if config.workers == 1 else ProcessExecutor(config.workers, threads)
-        )
-    bar = progress_bar(len(tasks), progress, unit="option") if progress is not None else None
-    inline = isinstance(executor, InlineExecutor)
-    ctx = _torch_threads(threads) if inline else contextlib.nullcontext()
-    done = 0
-    try:
-        with ctx, _worker_death_is_bkd_error():
-            for _task, entry in executor.map_unordered(train_option, tasks):
-                library.add(entry)
-                library.save()
-                done += 1
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(slot=entry.slot, nmse=f"{entry.nmse:.3f}")
-                if on_option is not None:
-                    on_option(entry, done, len(tasks))
-    finally:
-        if bar is not None:
-            bar.close()
 
 
 def library_summary(library: BkdLibrary) -> list[dict[str, Any]]:

@@ -118,7 +118,8 @@ def data_option(f: F) -> F:
         "--data",
         default=None,
         help="builtin (default), cifar10:PATH, fashion-mnist[:PATH], mnist, photos, "
-        "cbsd68:PATH, set5:PATH, set14:PATH (see docs/data.md).",
+        "cbsd68:PATH, set5:PATH, set14:PATH, imagefolder:PATH (ImageNet layout, streamed; see "
+        "docs/data.md).",
     )(f)
 
 
@@ -157,4 +158,32 @@ def cooldown_option(f: F) -> F:
         default=_defaults()[1].cooldown_s,
         show_default=True,
         help="Phones: seconds of rest between models (besides the thermal gate).",
+    )(f)
+
+
+def train_device_options(f: F) -> F:
+    """``--train-device``, ``--precision`` and ``--data-workers`` (where training runs)."""
+    from nas.data.batches import DEFAULT_DATA_WORKERS
+    from nas.training.device import DEFAULT_PRECISION, DEFAULT_TRAIN_DEVICE, PRECISIONS
+
+    f = click.option(
+        "--data-workers",
+        type=click.IntRange(min=0),
+        default=DEFAULT_DATA_WORKERS,
+        show_default=True,
+        help="DataLoader processes decoding streamed images (imagefolder:PATH); data held in "
+        "memory ignores it.",
+    )(f)
+    f = click.option(
+        "--precision",
+        type=click.Choice(PRECISIONS),
+        default=DEFAULT_PRECISION,
+        show_default=True,
+        help="32: float32; bf16: bfloat16 autocast (CUDA; float32 weights either way).",
+    )(f)
+    return click.option(
+        "--train-device",
+        default=DEFAULT_TRAIN_DEVICE,
+        show_default=True,
+        help="auto (a CUDA GPU when torch sees one, else the CPU), cpu, cuda or cuda:N.",
     )(f)

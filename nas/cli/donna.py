@@ -28,6 +28,7 @@ from nas.cli.common import (
     seed_option,
     space_option,
     task_option,
+    train_device_options,
     workers_option,
 )
 
@@ -68,6 +69,7 @@ def space_cmd(name: str, resolution: int | None) -> None:
 @click.option("--lr", type=float, default=None, help="[default: TrainConfig's, 2e-3]")
 @click.option("--train-limit", type=int, default=None, help="Use at most N training images.")
 @click.option("--val-limit", type=int, default=None, help="Use at most N validation images.")
+@train_device_options
 @seed_option
 @click.option("--out", type=FileArg, required=True, help="Checkpoint to write (.pt).")
 def train_mothernet_cmd(
@@ -80,6 +82,9 @@ def train_mothernet_cmd(
     lr: float | None,
     train_limit: int | None,
     val_limit: int | None,
+    train_device: str,
+    precision: str,
+    data_workers: int,
     seed: int,
     out: Path,
 ) -> None:
@@ -88,21 +93,51 @@ def train_mothernet_cmd(
     from nas.core.spaces import task_space
     from nas.data import load_task_data
     from nas.pipeline.steps import train_mothernet_checkpoint
+    from nas.training.device import resolve_train_device
 
     check_writable(out, "mothernet checkpoint")  # before the data is loaded
+    dev = resolve_train_device(train_device, precision)
     sp = task_space(task, space_name, resolution)
     d = load_task_data(
         task, data, resolution=sp.resolution, seed=seed, train_limit=train_limit,
         val_limit=val_limit,
     )  # fmt: skip
     metrics = train_mothernet_checkpoint(
-        sp, d, out, seed=seed, echo=echo_err, epochs=epochs, batch_size=batch_size, lr=lr
-    )
+        sp, d, out, seed=seed, echo=echo_err, epochs=epochs, batch_size=batch_size, lr=lr,
+        device=dev, data_workers=data_workers,
+    )  # fmt: skip
     click.echo(f"{out}: {metrics.get('metric')} = {metrics.get('value')}")
 
 
+@cli.command("import-mothernet")
+@click.argument("spec", metavar="LIBRARY:MODEL:WEIGHTS")
+@click.option("--out", type=FileArg, required=True, help="Checkpoint to write (.pt).")
+@resolution_option
+def import_mothernet_cmd(spec: str, out: Path, resolution: int | None) -> None:
+    """Import torchvision's or timm's ImageNet model with its weights file as a mothernet
+    (nothing is downloaded): every weight copied into our blocks, the logits checked equal.
+
+    \b
+    LIBRARY:MODEL:WEIGHTS is one of
+      torchvision:efficientnet_b0:PATH   torchvision:mobilenet_v2:PATH
+      timm:efficientnet_b0:PATH          timm:mobilenetv2_100:PATH
+    torchvision keeps its weights in ~/.cache/torch/hub/checkpoints/ (e.g.
+    efficientnet_b0_rwightman-7f5810bc.pth), timm in ~/.cache/huggingface/hub/
+    (models--timm--efficientnet_b0.ra_in1k/snapshots/*/model.safetensors).
+    """
+    from nas.pipeline.steps import import_mothernet_checkpoint
+    from nas.training.imported import import_summary
+
+    report = import_mothernet_checkpoint(spec, out, resolution)
+    click.echo(f"{out}: {import_summary(report)}")
+
+
 @cli.command("bkd")
-@click.option("--mothernet", type=FileArg, required=True, help="Checkpoint from train-mothernet.")
+@click.option(
+    "--mothernet", type=FileArg, required=True,
+    help="Checkpoint from train-mothernet, or LIBRARY:MODEL:WEIGHTS (see import-mothernet; "
+    "imported once next to --out).",
+)  # fmt: skip
 @space_option(None, "Search space [default: the mothernet's own].")
 @data_option
 @click.option("--out", type=FileArg, required=True, help="BKD library JSON (resumable).")
@@ -110,6 +145,7 @@ def train_mothernet_cmd(
 @click.option("--train-samples", type=int, default=None, help="[default: BkdConfig's]")
 @click.option("--val-samples", type=int, default=None, help="[default: BkdConfig's]")
 @workers_option
+@train_device_options
 @click.option("--limit", type=int, default=None, help="Train at most N options in this run.")
 @seed_option
 def bkd_cmd(
@@ -121,6 +157,9 @@ def bkd_cmd(
     train_samples: int | None,
     val_samples: int | None,
     workers: int,
+    train_device: str,
+    precision: str,
+    data_workers: int,
     limit: int | None,
     seed: int,
 ) -> None:
@@ -128,10 +167,13 @@ def bkd_cmd(
     mothernet's slot; record its normalised MSE in a library."""
     from nas.bkd.run import library_summary
     from nas.pipeline.steps import bkd_from_checkpoint
+    from nas.training.device import resolve_train_device
 
+    dev = resolve_train_device(train_device, precision)
     sp, lib = bkd_from_checkpoint(
         mothernet, out, space_name=space_name, data=data, seed=seed, limit=limit,
         epochs=epochs, train_samples=train_samples, val_samples=val_samples, workers=workers,
+        device=dev, data_workers=data_workers,
     )  # fmt: skip
     click.echo(f"{out}: {len(lib)} options; {len(lib.missing(sp))} still missing")
     for r in library_summary(lib):
@@ -147,9 +189,7 @@ def bkd_cmd(
 @click.option(
     "--lut", type=FileArg, default=None, help="Latency LUT for the costs [default: MACs]."
 )
-@click.option(
-    "--mothernet", type=FileArg, default=None, help="Check the library was made from it."
-)
+@click.option("--mothernet", type=FileArg, default=None, help="Check the library was made from it.")
 @click.option(
     "--threshold",
     type=float,
@@ -169,9 +209,7 @@ def filter_cmd(
 
 
 @cli.command("search")
-@click.option(
-    "--space", "space_path", type=FileArg, required=True, help="Filtered space JSON."
-)
+@click.option("--space", "space_path", type=FileArg, required=True, help="Filtered space JSON.")
 @click.option("--bkd", "bkd_path", type=FileArg, required=True, help="BKD library JSON.")
 @click.option("--lut", type=FileArg, required=True, help="Latency LUT of the target device.")
 @click.option("--out", type=PathArg, required=True, help="Output folder.")
@@ -238,6 +276,8 @@ def search_cmd(
     help="[default: the library the Pareto file records]",
 )  # fmt: skip
 @click.option("--epochs", type=float, default=None, help="[default: FinetuneConfig's, 2]")
+@data_option
+@train_device_options
 @seed_option
 def finetune_cmd(
     pick: str,
@@ -245,16 +285,22 @@ def finetune_cmd(
     mothernet: Path | None,
     bkd_path: Path | None,
     epochs: float | None,
+    data: str | None,
+    train_device: str,
+    precision: str,
+    data_workers: int,
     seed: int,
 ) -> None:
     """Finetune one architecture of the Pareto front with distillation from the mothernet."""
     from nas.pipeline.picks import finetune_pick
     from nas.search.result import parse_pick
+    from nas.training.device import resolve_train_device
 
     path, index = parse_pick(pick)
+    dev = resolve_train_device(train_device, precision)
     row = finetune_pick(
         path, index, out, mothernet=mothernet, library=bkd_path, epochs=epochs, seed=seed,
-        echo=echo_err,
+        echo=echo_err, device=dev, data_workers=data_workers, data=data,
     )  # fmt: skip
     click.echo(json.dumps(row, indent=1))
 
@@ -273,8 +319,10 @@ def finetune_cmd(
     help="LUT to use or complete [default: lut/DEVICE-SPACE.json].",
 )
 @click.option(
-    "--mothernet", type=FileArg, default=None, help="Your own trained mothernet (skips training)."
-)
+    "--mothernet", type=FileArg, default=None,
+    help="Your own trained mothernet (skips training), or LIBRARY:MODEL:WEIGHTS (see "
+    "import-mothernet; imported into the run folder, its space the run's).",
+)  # fmt: skip
 @budget_option
 @click.option(
     "--preset",
@@ -284,6 +332,7 @@ def finetune_cmd(
     help="Sizes of every stage (quick: ≤10 min on 2 cores).",
 )
 @workers_option
+@train_device_options
 @seed_option
 @click.option(
     "--set",
@@ -309,6 +358,9 @@ def run_cmd(
     budget_ms: float | None,
     preset: str,
     workers: int,
+    train_device: str,
+    precision: str,
+    data_workers: int,
     seed: int,
     settings: tuple[str, ...],
     benchmark_binary: Path | None,
@@ -324,9 +376,11 @@ def run_cmd(
         task=task, device=device, data=data, out=out, space=space_name, resolution=resolution,
         lut=lut, mothernet=mothernet, budget_ms=budget_ms, seed=seed, preset=preset,
         workers=workers, overrides=parse_overrides(settings), benchmark_binary=benchmark_binary,
-        cooldown_s=cooldown,
+        cooldown_s=cooldown, train_device=train_device, precision=precision,
+        data_workers=data_workers,
     )  # fmt: skip
     cfg.check_outputs()
+    cfg.train_device_resolved()  # a GPU asked for and absent: refused before any stage
     run_pipeline(cfg, echo=echo_err, restart=restart)
     click.echo(f"done: {cfg.folder / 'report.md'}")
 
@@ -347,17 +401,33 @@ def run_cmd(
 @click.option(
     "--out", type=FileArg, default=None, help="Report JSON [default: next to the Pareto file]."
 )
+@data_option
+@train_device_options
 @seed_option
 def validate_cmd(
-    pareto: Path, k: int, epochs: float, predictor_archs: int, out: Path | None, seed: int
+    pareto: Path,
+    k: int,
+    epochs: float,
+    predictor_archs: int,
+    out: Path | None,
+    data: str | None,
+    train_device: str,
+    precision: str,
+    data_workers: int,
+    seed: int,
 ) -> None:
     """Kendall τ between summed BKD MSE and the finetuned metric, vs a DONNA-style predictor."""
     from nas.core.files import atomic_write_text, check_writable
     from nas.pipeline.picks import validate_surrogate
+    from nas.training.device import resolve_train_device
 
     target = out or pareto.with_name("surrogate_validation.json")
     check_writable(target, "surrogate report")
-    res = validate_surrogate(pareto, k, epochs, predictor_archs, seed, echo=echo_err)
+    dev = resolve_train_device(train_device, precision)
+    res = validate_surrogate(
+        pareto, k, epochs, predictor_archs, seed, echo=echo_err, device=dev,
+        data_workers=data_workers, data=data,
+    )  # fmt: skip
     target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(target, json.dumps(res.to_dict(), indent=1))
     click.echo(res.summary())

@@ -43,3 +43,7 @@ class SearchError(DonnaError, ValueError):
 
 class PipelineError(DonnaError):
     """``donna run`` cannot run as configured (settings, run folder, picks)."""
+
+
+class TrainDeviceError(DonnaError, ValueError):
+    """A training device or precision that is unknown or not available here."""

@@ -29,6 +29,33 @@ from nas.core.specs import (
 # Output size / input size of each task's networks.
 TASK_SCALES: dict[str, int] = {"classification": 1, "denoising": 1, "super_resolution": 2}
 
+# Per-channel (mean, std) applied to the [0, 1] RGB input before the stem: ``(x - mean) / std``.
+InputNorm = tuple[tuple[float, float, float], tuple[float, float, float]]
+
+
+def check_input_norm(where: str, norm: Any) -> InputNorm | None:
+    """``norm`` as a tuple of two 3-tuples of floats (lists from JSON become tuples), or
+    ``None``; anything else raises :class:`SpaceError` (3 finite means, 3 positive stds)."""
+    if norm is None:
+        return None
+    try:
+        mean, std = (tuple(float(v) for v in part) for part in norm)
+    except (TypeError, ValueError):
+        mean = std = ()
+    ok = (
+        len(mean) == 3
+        and len(std) == 3
+        and all(math.isfinite(v) for v in mean)
+        and all(math.isfinite(v) and v > 0 for v in std)
+    )
+    if not ok:
+        raise SpaceError(
+            f"{where}: input_norm must be (mean, std) with 3 finite means and 3 positive "
+            f"stds (one per RGB channel), e.g. ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)); "
+            f"got {norm!r}"
+        )
+    return mean, std  # type: ignore[return-value]
+
 
 @dataclass(frozen=True)
 class SlotOption:
@@ -73,8 +100,14 @@ class SearchSpace:
     num_classes: int
     stem_act: str = "silu"
     task: str = "classification"
+    # (mean, std) per RGB channel applied to the [0, 1] input before the stem (an imported
+    # ImageNet mothernet's normalisation); None: the network takes the [0, 1] input as is
+    input_norm: InputNorm | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "input_norm", check_input_norm(f"space {self.name!r}", self.input_norm)
+        )
         if self.task not in TASK_SCALES:
             raise SpaceError(
                 f"space {self.name!r}: unknown task {self.task!r}; choose one of: "
@@ -239,6 +272,12 @@ class SearchSpace:
             f"architectures: 10^{self.log10_size():.2f}; distinct blocks for the LUT: "
             f"{len(self.block_specs())}"
         )
+        if self.input_norm is not None:
+            mean, std = self.input_norm
+            lines.append(
+                f"input: (x - mean) / std on [0, 1] RGB before the stem, mean "
+                f"({', '.join(f'{v:g}' for v in mean)}), std ({', '.join(f'{v:g}' for v in std)})"
+            )
         return "\n".join(lines)
 
     # ---- persistence --------------------------------------------------------------------
@@ -259,12 +298,18 @@ class SearchSpace:
                 num_classes=d["num_classes"],
                 stem_act=d.get("stem_act", "silu"),
                 task=d.get("task", "classification"),
+                input_norm=d.get("input_norm"),  # absent in files written before it existed
             )
         except (KeyError, TypeError) as exc:
             raise SpaceError(f"not a search space description: {exc}") from None
 
     def with_options(self, options: Sequence[Sequence[SlotOption]]) -> SearchSpace:
         return replace(self, options=tuple(tuple(o) for o in options))
+
+    def with_input_norm(self, input_norm: InputNorm | None) -> SearchSpace:
+        """This space with another input normalisation (a named space paired with an imported
+        mothernet takes the mothernet's: its networks must see the input as the mothernet)."""
+        return replace(self, input_norm=input_norm)
 
 
 def product_options(

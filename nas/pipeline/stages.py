@@ -39,6 +39,7 @@ class RunContext:
     state: dict[str, Any] = field(default_factory=dict)
     _data: Any = None
     _space: SearchSpace | None = None
+    _train_device: Any = None
 
     @property
     def folder(self) -> Path:
@@ -49,13 +50,41 @@ class RunContext:
 
     @property
     def mothernet_path(self) -> Path:
-        return Path(self.config.mothernet) if self.config.mothernet else self.path("mothernet.pt")
+        if self.config.mothernet and self.config.imported_mothernet is None:
+            return Path(self.config.mothernet)
+        return self.path("mothernet.pt")  # trained here, or imported here
 
     @property
     def space(self) -> SearchSpace:
         if self._space is None:
-            self._space = self.config.get_space()
+            imported = self.imported_space()
+            own = imported is not None and not self.config.space
+            self._space = imported if own else self._named_space(imported)
         return self._space
+
+    def _named_space(self, given: SearchSpace | None) -> SearchSpace:
+        """The ``--space`` (or the task's) space with the input normalisation of the mothernet
+        given (``given``: an imported one's space; else read from ``--mothernet FILE``), so its
+        students see the input as it does (an imported one's ImageNet mean and std)."""
+        space = self.config.get_space()
+        if given is None and self.config.mothernet and self.mothernet_path.is_file():
+            from nas.training.checkpoint import load_checkpoint
+
+            given = load_checkpoint(self.mothernet_path)[1].space
+        return space if given is None else space.with_input_norm(given.input_norm)
+
+    def imported_space(self) -> SearchSpace | None:
+        """For ``--mothernet LIBRARY:MODEL:WEIGHTS``: import it into the run folder (once;
+        reused on resume) and return its space; ``None`` for other mothernets."""
+        if self.config.imported_mothernet is None:
+            return None
+        from nas.pipeline.steps import imported_mothernet
+        from nas.training.checkpoint import load_checkpoint
+
+        path = imported_mothernet(
+            str(self.config.mothernet), self.mothernet_path, self.config.resolution, self.echo
+        )
+        return load_checkpoint(path)[1].space
 
     def data(self) -> Any:
         if self._data is None:
@@ -71,6 +100,13 @@ class RunContext:
                 val_limit=s.val_limit,
             )
         return self._data
+
+    @property
+    def train_device(self) -> Any:
+        """Where the training stages run (:class:`~nas.training.device.TrainDevice`)."""
+        if self._train_device is None:
+            self._train_device = self.config.train_device_resolved()
+        return self._train_device
 
     @contextlib.contextmanager
     def open_device(self) -> Iterator[Any]:
@@ -111,7 +147,10 @@ def stage_mothernet(ctx: RunContext) -> dict[str, Any]:
         net, _, meta = load_checkpoint(ctx.mothernet_path, ctx.space)
         metric = meta.metrics.get("value")
         if metric is None:
-            metric = evaluate(net, ctx.data())
+            net.to(ctx.train_device.torch_device())
+            metric = evaluate(
+                net, ctx.data(), device=ctx.train_device, workers=ctx.config.data_workers
+            )
         return {"metric": metric, "source": str(ctx.mothernet_path)}
     metrics = train_mothernet_checkpoint(
         ctx.space,
@@ -120,6 +159,8 @@ def stage_mothernet(ctx: RunContext) -> dict[str, Any]:
         seed=cfg.seed,
         echo=ctx.echo,
         epochs=cfg.sizes.mothernet_epochs,
+        device=ctx.train_device,
+        data_workers=cfg.data_workers,
     )
     return {"metric": metrics.get("value"), "metrics": metrics}
 
@@ -154,7 +195,10 @@ def stage_bkd(ctx: RunContext) -> dict[str, Any]:
         workers=ctx.config.workers,
     )
     t0 = time.perf_counter()
-    lib = run_bkd(ctx.mothernet_path, ctx.space, ctx.data(), ctx.path("bkd.json"), cfg)
+    lib = run_bkd(
+        ctx.mothernet_path, ctx.space, ctx.data(), ctx.path("bkd.json"), cfg,
+        device=ctx.train_device, data_workers=ctx.config.data_workers,
+    )  # fmt: skip
     return {"options": len(lib), "train_seconds": time.perf_counter() - t0}
 
 
@@ -238,6 +282,8 @@ def stage_finetune(ctx: RunContext) -> dict[str, Any]:
             epochs=ctx.config.sizes.finetune_epochs,
             seed=ctx.config.seed,
             echo=ctx.echo,
+            device=ctx.train_device,
+            data_workers=ctx.config.data_workers,
         )
         r["latency_ms"] = res.front[i].latency_ms
         rows.append(r)

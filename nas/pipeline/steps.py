@@ -49,11 +49,16 @@ def bkd_from_checkpoint(
     data: str | None = None,
     seed: int = 0,
     limit: int | None = None,
+    device: Any = None,
+    data_workers: int = 0,
     **settings: Any,
 ) -> Any:
     """BKD of every option of the mothernet's space (or ``space_name`` at the mothernet's
-    resolution) on the mothernet's own training data (or ``data``); ``settings``: fields of
-    :class:`~nas.bkd.config.BkdConfig` to change (``None`` keeps the default)."""
+    resolution) on the mothernet's own training data (or ``data``; an imported mothernet needs
+    it). ``mothernet``: a checkpoint, or ``LIBRARY:MODEL:WEIGHTS`` imported once into
+    ``<out stem>.mothernet.pt`` next to ``out`` (:func:`imported_next_to`); ``settings``: fields of
+    :class:`~nas.bkd.config.BkdConfig` to change (``None`` keeps the default); ``device``: a
+    :class:`~nas.training.device.TrainDevice` (default the CPU)."""
     check_writable(out, "BKD library")
     from nas.bkd.config import BkdConfig
     from nas.bkd.run import run_bkd
@@ -61,14 +66,18 @@ def bkd_from_checkpoint(
     from nas.data import load_task_data
     from nas.training.checkpoint import load_checkpoint
 
+    mothernet = imported_next_to(mothernet, Path(out))  # LIBRARY:MODEL:WEIGHTS: imported once
     _, mcfg, meta = load_checkpoint(mothernet)
-    sp = get_space(space_name, mcfg.space.resolution) if space_name else mcfg.space
+    sp = mcfg.space
+    if space_name:  # a named space, with the mothernet's input normalisation (imported ones')
+        sp = get_space(space_name, sp.resolution).with_input_norm(sp.input_norm)
     if data is None:  # the mothernet's own training data, as recorded in its checkpoint
         d = checkpoint_data(meta, sp.task, sp.resolution)
     else:
         d = load_task_data(sp.task, data, resolution=sp.resolution, seed=seed)
     cfg = BkdConfig(seed=seed, **{k: v for k, v in settings.items() if v is not None})
-    return sp, run_bkd(mothernet, sp, d, out, cfg, limit=limit)
+    extra = {} if device is None else {"device": device}
+    return sp, run_bkd(mothernet, sp, d, out, cfg, limit=limit, data_workers=data_workers, **extra)
 
 
 def filter_library(
@@ -135,3 +144,68 @@ def search_front(
     result.provenance.update(provenance or {})
     result.save(out)
     return result
+
+
+def import_mothernet_checkpoint(
+    spec_text: str, out: Path, resolution: int | None = None
+) -> dict[str, Any]:
+    """Import ``LIBRARY:MODEL:WEIGHTS`` (torchvision's or timm's model with the user's weights
+    file, :mod:`nas.training.imported`) as a mothernet checkpoint at ``out`` (checked first),
+    at ``resolution`` (default 224). Returns the import report."""
+    check_writable(out, "mothernet checkpoint")
+    from nas.core.errors import MothernetError
+    from nas.training.imported import (
+        IMPORT_RESOLUTION,
+        SUPPORTED,
+        import_mothernet,
+        parse_mothernet_spec,
+    )
+
+    spec = parse_mothernet_spec(spec_text)
+    if spec is None:
+        raise MothernetError(
+            f"{spec_text!r} is not LIBRARY:MODEL:WEIGHTS_FILE; supported models: "
+            f"{', '.join(f'{lib}:{m}' for lib, m in SUPPORTED)}"
+        )
+    _, _, report = import_mothernet(spec, resolution=resolution or IMPORT_RESOLUTION, out=out)
+    return report
+
+
+def imported_mothernet(
+    spec_text: str, out: Path, resolution: int | None = None, echo: Echo = print
+) -> Path:
+    """The import of ``spec_text`` at ``out``: made once, then reused while ``out`` holds the
+    import of the same model, weights file (sha256) and resolution, so a BKD library or run
+    made with it stays valid (its identity is the checkpoint's hash). Returns ``out``."""
+    from nas.core.errors import MothernetError
+    from nas.core.files import file_sha256
+    from nas.training.checkpoint import load_checkpoint
+    from nas.training.imported import IMPORT_RESOLUTION, import_summary, parse_mothernet_spec
+
+    spec = parse_mothernet_spec(spec_text)
+    if spec is not None and out.is_file() and spec.path.is_file():
+        want = {
+            "source": spec.library,
+            "model": spec.model,
+            "resolution": resolution or IMPORT_RESOLUTION,
+            "weights_sha256": file_sha256(spec.path),
+        }
+        try:
+            rec = load_checkpoint(out)[2].metrics.get("imported") or {}
+        except MothernetError:  # not a checkpoint (any more): import again
+            rec = {}
+        if all(rec.get(k) == v for k, v in want.items()):
+            return out
+    report = import_mothernet_checkpoint(spec_text, out, resolution)
+    echo(f"imported {import_summary(report)} -> {out}")
+    return out
+
+
+def imported_next_to(mothernet: Path | str, out: Path) -> Path:
+    """``mothernet`` itself when it is a checkpoint's path; for ``LIBRARY:MODEL:WEIGHTS`` its
+    import (:func:`imported_mothernet`) at ``<out stem>.mothernet.pt`` next to ``out``."""
+    from nas.training.imported import parse_mothernet_spec
+
+    if parse_mothernet_spec(str(mothernet)) is None:
+        return Path(mothernet)
+    return imported_mothernet(str(mothernet), out.with_name(f"{out.stem}.mothernet.pt"))

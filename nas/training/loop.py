@@ -3,19 +3,21 @@
 Mothernet training, BKD student training and finetuning all run :func:`fit`; they differ only
 in what they pass:
 
-* the **batch order** (:class:`EpochShuffle`: a fresh permutation per epoch, batches of one
-  skipped, optionally sorted indices; :class:`ContinuingShuffle`: one permutation consumed
-  batch after batch, a fresh one when the next batch would run past its end);
-* how a batch is **fetched** (``fetch(indices) -> (inputs, targets)``) and **augmented**
-  (``augment(inputs, targets, generator)``, e.g. :func:`random_hflip`);
+* the **batches**: a :class:`~nas.data.batches.BatchSource`, passes of ``(inputs, targets)``
+  (:meth:`TrainingData.train_batches <nas.data.batches.TrainingData.train_batches>`, or
+  :class:`~nas.data.batches.TensorBatches` over tensors with a batch order,
+  :class:`EpochShuffle` or :class:`ContinuingShuffle`, and an augmentation such as
+  :func:`random_hflip`);
+* the **device** and precision (:class:`~nas.training.device.TrainDevice`: the model and each
+  batch are moved there, the loss runs under its autocast);
 * the **loss** (``loss_fn(inputs, targets) -> loss``: it runs the model);
 * the **optimizer** and the **learning-rate schedule** (:func:`cosine_schedule`,
   :func:`one_cycle_schedule`);
 * **progress** (a progress-bar label) and **callbacks** after every step and every epoch.
 
 Every random draw of the loop (permutations, augmentation) comes from one
-``torch.Generator``, in a fixed order, so a run is reproducible bit for bit for a seed and a
-thread count. BatchNorm re-estimation (:func:`recalibrate_bn`) and batched inference
+``torch.Generator`` (on the CPU), in a fixed order, so a run is reproducible bit for bit for a
+seed and a thread count. BatchNorm re-estimation (:func:`recalibrate_bn`) and batched inference
 (:func:`predict`) live here too.
 
 This module imports torch: import it lazily from CLIs.
@@ -24,17 +26,34 @@ This module imports torch: import it lazily from CLIs.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-Indices = torch.Tensor | np.ndarray
-Fetch = Callable[[Indices], tuple[Any, Any]]
-Augment = Callable[[Any, Any, torch.Generator], tuple[Any, Any]]
+from nas.data.batches import (
+    BatchOrder,
+    BatchSource,
+    ContinuingShuffle,
+    EpochShuffle,
+    TensorBatches,
+    random_hflip,
+)
+from nas.training.device import CPU, TrainDevice
+
+__all__ = [
+    "BatchOrder",
+    "BatchSource",
+    "ContinuingShuffle",
+    "EpochShuffle",
+    "FitState",
+    "TensorBatches",
+    "fit",
+    "random_hflip",
+]
+
 LossFn = Callable[[Any, Any], torch.Tensor]
 Schedule = Callable[[torch.optim.Optimizer, int], Any]  # (optimizer, total steps) -> scheduler
 
@@ -47,63 +66,6 @@ class FitState:
     step: int = 0  # steps done
     epoch: int = 0  # passes of the batch order finished (or cut short at the last step)
     losses: list[float] = field(default_factory=list)  # one recorded loss per step
-
-
-class BatchOrder(Protocol):
-    """Which examples each step trains on."""
-
-    def epochs(self, n: int, generator: torch.Generator) -> Iterator[Iterator[Indices]]:
-        """An iterator of passes, each an iterator of index batches into ``n`` examples.
-        Random draws happen lazily, when a pass or a batch is requested."""
-        ...
-
-
-@dataclass(frozen=True)
-class EpochShuffle:
-    """A fresh ``torch.randperm(n)`` per pass, cut into ``batch_size`` slices; a slice of
-    fewer than ``min_batch`` examples (a last batch of one: BatchNorm needs two) is skipped.
-    ``sort``: the permutation as numpy and each batch's indices sorted (sequential reads of
-    memory-mapped features)."""
-
-    batch_size: int
-    sort: bool = False
-    min_batch: int = 2
-
-    def epochs(self, n: int, generator: torch.Generator) -> Iterator[Iterator[Indices]]:
-        while True:
-            yield self._batches(n, torch.randperm(n, generator=generator))
-
-    def _batches(self, n: int, perm: torch.Tensor) -> Iterator[Indices]:
-        order: Indices = perm.numpy() if self.sort else perm
-        for i in range(0, n, self.batch_size):
-            idx = order[i : i + self.batch_size]
-            if self.sort:
-                idx = np.sort(idx)
-            if len(idx) < self.min_batch:
-                continue
-            yield idx
-
-
-@dataclass(frozen=True)
-class ContinuingShuffle:
-    """One endless pass: batches are consecutive ``batch_size`` slices of a permutation; a
-    fresh permutation is drawn when the next slice would run past its end (so every batch
-    but those of a data set smaller than ``batch_size`` is full)."""
-
-    batch_size: int
-
-    def epochs(self, n: int, generator: torch.Generator) -> Iterator[Iterator[Indices]]:
-        yield self._stream(n, generator)
-
-    def _stream(self, n: int, generator: torch.Generator) -> Iterator[Indices]:
-        order = torch.randperm(n, generator=generator)
-        pos = 0
-        while True:
-            if pos + self.batch_size > n and pos > 0:
-                order = torch.randperm(n, generator=generator)
-                pos = 0
-            yield order[pos : pos + self.batch_size]
-            pos += self.batch_size
 
 
 def total_steps(epochs: float, n: int, batch_size: int) -> int:
@@ -130,44 +92,29 @@ def one_cycle_schedule(max_lr: float, pct_start: float) -> Schedule:
     return make
 
 
-def random_hflip(flip_targets: bool = False) -> Augment:
-    """Flip each image of a batch horizontally with probability 1/2 (one draw per image from
-    the loop's generator); with ``flip_targets`` the target images flip with their inputs."""
-
-    def augment(xb: Any, yb: Any, generator: torch.Generator) -> tuple[Any, Any]:
-        flip = torch.rand(len(xb), generator=generator) < 0.5
-        xb = torch.where(flip[:, None, None, None], xb.flip(3), xb)
-        if flip_targets:
-            yb = torch.where(flip[:, None, None, None], yb.flip(3), yb)
-        return xb, yb
-
-    return augment
-
-
 def fit(
     model: nn.Module,
     loss_fn: LossFn,
-    fetch: Fetch,
-    n: int,
+    source: BatchSource,
     *,
-    batch_order: BatchOrder,
     optimizer: torch.optim.Optimizer,
     schedule: Schedule,
     total: int,
     generator: torch.Generator,
-    augment: Augment | None = None,
+    device: TrainDevice = CPU,
     loss_norm: float = 1.0,
     progress: str | None = None,
     on_step: Callable[[FitState], None] | None = None,
     on_epoch: Callable[[FitState], None] | None = None,
 ) -> FitState:
-    """Train ``model`` for ``total`` steps of ``optimizer`` over ``n`` examples.
+    """Train ``model`` for ``total`` steps of ``optimizer`` on the batches of ``source``.
 
-    ``model`` is converted to channels-last (about 2x faster depthwise convolutions on CPU)
-    and put in train mode at the start of every pass of ``batch_order``. Each step: the next
-    batch of indices, ``fetch`` it, ``augment`` it (drawing from ``generator``), ``loss_fn``,
-    backward, optimizer step, scheduler step; the recorded loss is ``loss.item() /
-    loss_norm``. ``progress`` (a label) shows a progress bar (``DONNA_NO_PROGRESS=1``
+    ``model`` is moved to ``device`` in channels-last layout (about 2x faster depthwise
+    convolutions on CPU) and put in train mode at the start of every pass of ``source``. Each
+    step: the next batch (drawing from ``generator``), moved to ``device``, ``loss_fn`` under
+    the device's autocast, backward, optimizer step, scheduler step; the recorded loss is
+    ``loss.item() / loss_norm``. Build ``optimizer`` after moving the model (or on CPU: it
+    does not move). ``progress`` (a label) shows a progress bar (``DONNA_NO_PROGRESS=1``
     silences it); ``on_step`` runs after every step and ``on_epoch`` after every pass (also
     the last, cut short). The model's weights change in place; returns the final state.
     """
@@ -176,8 +123,8 @@ def fit(
     scheduler = schedule(optimizer, total)
     state = FitState(total)
     bar = progress_bar(total, progress, unit="step") if progress is not None else None
-    model.to(memory_format=torch.channels_last)
-    passes = batch_order.epochs(n, generator)
+    model.to(device.torch_device(), memory_format=torch.channels_last)
+    passes = source.passes(generator)
     try:
         while state.step < total:
             batches = next(passes, None)  # draws the pass's permutation
@@ -185,13 +132,12 @@ def fit(
                 break
             model.train()
             while state.step < total:
-                idx = next(batches, None)
-                if idx is None:
+                batch = next(batches, None)
+                if batch is None:
                     break
-                xb, yb = fetch(idx)
-                if augment is not None:
-                    xb, yb = augment(xb, yb, generator)
-                loss = loss_fn(xb, yb)
+                xb, yb = device.put(batch)
+                with device.autocast():
+                    loss = loss_fn(xb, yb)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -229,7 +175,9 @@ def first_last_tenth(
 
 
 @torch.no_grad()
-def recalibrate_bn(module: nn.Module, batches: Iterable[torch.Tensor]) -> None:
+def recalibrate_bn(
+    module: nn.Module, batches: Iterable[torch.Tensor], device: TrainDevice = CPU
+) -> None:
     """Re-estimate every BatchNorm's running statistics as the plain average over
     ``batches`` (forward passes in train mode, no gradients). Short trainings leave the
     exponential running averages far from the true statistics (the initial variance of 1
@@ -246,7 +194,8 @@ def recalibrate_bn(module: nn.Module, batches: Iterable[torch.Tensor]) -> None:
     try:
         for xb in batches:
             if len(xb) >= 2:
-                module(xb)
+                with device.autocast():
+                    module(device.put(xb))
     finally:
         for m, mom in zip(bns, saved):
             m.momentum = mom
@@ -267,3 +216,38 @@ def predict(net: nn.Module, x: Any, batch_size: int = 256) -> torch.Tensor:
     out = torch.cat([net(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
     net.train(was)
     return out
+
+
+@torch.no_grad()
+def evaluate_metric(
+    net: nn.Module,
+    task: str,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    device: TrainDevice = CPU,
+) -> float:
+    """The task's validation metric of ``net`` (eval mode) over ``batches`` of ``(inputs,
+    targets)``: top-1 accuracy for classification, else the mean PSNR in dB of the outputs
+    clamped to [0, 1]. Per-example values are gathered (one number per example, on the CPU)
+    and averaged once, so any batch size gives the same figure."""
+    from nas.data.metrics import psnr_values
+
+    was = net.training
+    net.eval()
+    values = []
+    try:
+        for xb, yb in batches:
+            xb, yb = device.put((xb, yb))
+            with device.autocast():
+                out = net(xb)
+            out = out.float()
+            if task == "classification":
+                values.append((out.argmax(dim=1) == yb).double().cpu())
+            else:
+                values.append(psnr_values(out.clamp(0.0, 1.0), yb.float()).cpu())
+    finally:
+        net.train(was)
+    if not values:
+        from nas.core.errors import DataError
+
+        raise DataError("no validation examples to evaluate on")
+    return float(torch.cat(values).mean())

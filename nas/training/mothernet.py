@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -46,23 +46,21 @@ from torch.nn import functional as F
 
 from nas.core.errors import MothernetError
 from nas.core.spaces import B0_DEPTHS, B0_KERNELS, B0_STAGES, SearchSpace, SlotOption
+from nas.training.device import CPU, TrainDevice
 from nas.training.loop import (
-    EpochShuffle,
     FitState,
-    as_tensor,
     cosine_schedule,
+    evaluate_metric,
     first_last_tenth,
     fit,
     mean,
-    predict,
-    random_hflip,
     recalibrate_bn,
     total_steps,
 )
 from nas.training.networks import BlockNetwork, build_network
 
 if TYPE_CHECKING:
-    from nas.data import TaskData
+    from nas.data.batches import TrainingData
 
 
 # ---- configuration ---------------------------------------------------------------------------
@@ -202,16 +200,16 @@ def task_loss(task: str, out: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     return F.l1_loss(out, target)
 
 
-def _check_data(net: BlockNetwork, data: TaskData) -> None:
+def _check_data(net: BlockNetwork, data: TrainingData) -> None:
     if data.task != net.task:
         raise MothernetError(
             f"the network is a {net.task} network but the data is for {data.task}; load the "
             "data of the mothernet's task"
         )
-    if len(data.train_x) < 2 or len(data.val_x) == 0:
+    if data.n_train < 2 or data.n_val == 0:
         raise MothernetError(
             "training needs at least 2 training and 1 validation examples; got "
-            f"{len(data.train_x)} and {len(data.val_x)}"
+            f"{data.n_train} and {data.n_val}"
         )
 
 
@@ -226,7 +224,7 @@ def _optimizer(net: BlockNetwork, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 def train_mothernet(
     net: BlockNetwork,
-    data: TaskData,
+    data: TrainingData,
     *,
     epochs: float = _TRAIN.epochs,
     batch_size: int = _TRAIN.batch_size,
@@ -235,41 +233,46 @@ def train_mothernet(
     weight_decay: float = _TRAIN.weight_decay,
     optimizer: str = _TRAIN.optimizer,
     augment: bool = _TRAIN.augment,
+    device: TrainDevice = CPU,
+    data_workers: int = 0,
     progress: bool = True,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> dict[str, Any]:
-    """Train ``net`` in place on ``data.train_*`` and evaluate on ``data.val_*``.
+    """Train ``net`` in place on ``data``'s training split and evaluate on its validation
+    split.
 
     Cross-entropy (classification) or L1 (image tasks); AdamW or SGD with a cosine learning
     rate over all steps; a fresh shuffle per epoch (a last batch of one is skipped) and random
-    horizontal flips. Deterministic for a ``seed`` and a thread count (the batch order and
-    the flips come from a generator seeded with it; the thread count is whatever
-    ``torch.set_num_threads`` says). ``epochs`` may be fractional. ``on_epoch(epoch,
-    metrics)`` is called after every (partial) epoch. Returns the metrics: task, metric name
-    and value, first/last train-loss means (first and last tenth of the steps), steps, seconds
-    and the settings.
+    horizontal flips (plus random resized crops for streamed images). Deterministic for a
+    ``seed`` and a thread count (the batch order and the flips come from a generator seeded
+    with it; the thread count is whatever ``torch.set_num_threads`` says). ``epochs`` may be
+    fractional. ``device``: where to train (the network is left there); ``data_workers``:
+    DataLoader processes for streamed data. ``on_epoch(epoch, metrics)`` is called after every
+    (partial) epoch. Returns the metrics: task, metric name and value, first/last train-loss
+    means (first and last tenth of the steps), steps, seconds and the settings.
     """
     cfg = TrainConfig(epochs, batch_size, lr, weight_decay, optimizer, seed, augment)
     _check_data(net, data)
     from nas.data import task_metric
 
-    x_all, y_all = _train_tensors(net, data)
-    n = len(x_all)
+    n = data.n_train
     bs = min(cfg.batch_size, n)
     per_epoch = math.ceil(n / bs)
     total = total_steps(cfg.epochs, n, bs)
     torch.manual_seed(cfg.seed)
     name, _ = task_metric(net.task)
     history: list[dict[str, float]] = []
+    net.to(device.torch_device())
 
     def end_of_epoch(state: FitState) -> None:
         if on_epoch is None and state.step < total:
             return
-        recalibrate_bn(net, _calib_batches(x_all, max(bs, 2)))
+        calib = data.calib_batches(BN_CALIB_SAMPLES, max(bs, 2), workers=data_workers)
+        recalibrate_bn(net, calib, device)
         m = {
             "epoch": float(state.epoch),
             "loss": mean(state.losses[-per_epoch:]),
-            name: evaluate(net, data),
+            name: evaluate(net, data, device=device, workers=data_workers),
         }
         history.append(m)
         if on_epoch is not None:
@@ -282,14 +285,12 @@ def train_mothernet(
     state = fit(
         net,
         loss_fn,
-        lambda idx: (x_all[idx], y_all[idx]),
-        n,
-        batch_order=EpochShuffle(bs),
+        data.train_batches(bs, augment=cfg.augment, workers=data_workers),
         optimizer=_optimizer(net, cfg),
         schedule=cosine_schedule,
         total=total,
         generator=torch.Generator().manual_seed(cfg.seed),
-        augment=random_hflip(flip_targets=net.task != "classification") if cfg.augment else None,
+        device=device,
         progress=f"train mothernet ({net.task})" if progress else None,
         on_epoch=end_of_epoch,
     )
@@ -304,30 +305,18 @@ def train_mothernet(
         "seconds": round(time.perf_counter() - t0, 3),
         "threads": torch.get_num_threads(),
         "settings": asdict(cfg),
+        **({} if device.is_cpu else {"train_device": device.describe()}),
     }
 
 
-def _train_tensors(net: BlockNetwork, data: TaskData) -> tuple[torch.Tensor, torch.Tensor]:
-    """The training split as tensors: float images, and float targets for image tasks."""
-    x_all, y_all = as_tensor(data.train_x).float(), as_tensor(data.train_y)
-    if net.task != "classification":
-        y_all = y_all.float()
-    return x_all, y_all
-
-
-def _calib_batches(x: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
-    n = min(len(x), BN_CALIB_SAMPLES)
-    for i in range(0, n, batch_size):
-        yield x[i : i + batch_size]
-
-
-def evaluate(net: BlockNetwork, data: TaskData, batch_size: int = 256) -> float:
+def evaluate(
+    net: BlockNetwork,
+    data: TrainingData,
+    batch_size: int = 256,
+    *,
+    device: TrainDevice = CPU,
+    workers: int = 0,
+) -> float:
     """The task's metric on the validation split: top-1 accuracy (classification) or PSNR in
-    dB (image tasks, outputs clamped to [0, 1])."""
-    from nas.data import psnr, top1
-
-    out = predict(net, data.val_x, batch_size)
-    y = as_tensor(data.val_y)
-    if net.task == "classification":
-        return float(top1(out, y))
-    return float(psnr(out.clamp(0.0, 1.0), y.float()))
+    dB (image tasks, outputs clamped to [0, 1]); ``net`` must be on ``device``."""
+    return evaluate_metric(net, net.task, data.val_batches(batch_size, workers=workers), device)

@@ -8,6 +8,13 @@ each slot, head), so the slot boundaries and channels come from one place. Image
 (denoising, super-resolution) add a global residual: the noisy input, or the bilinearly
 upsampled low-resolution input, is added to the head's output.
 
+A space with ``input_norm`` (an imported ImageNet mothernet's mean and std) gives a network
+whose stem is a :class:`NormalizedStem`: ``(x - mean) / std`` (buffers: they follow the network
+to another device or dtype and are saved in its state dict) before the stem's conv, so
+everything that runs the stem (``forward``, ``body``, ``slot_features``, BKD's teacher
+features) takes the [0, 1] input. Networks of spaces without it are built exactly as before
+(no buffers, the same state-dict keys).
+
 This module imports torch: import it lazily (inside functions) from anything a CLI loads.
 """
 
@@ -22,11 +29,27 @@ from torch.nn import functional as F
 
 from nas.core.errors import MothernetError
 from nas.core.modules import build_block
-from nas.core.spaces import SearchSpace, SlotOption
+from nas.core.spaces import InputNorm, SearchSpace, SlotOption, check_input_norm
 from nas.core.specs import out_shape
 
 if TYPE_CHECKING:
     from nas.training.mothernet import MothernetConfig
+
+
+class NormalizedStem(nn.Module):
+    """``block((x - mean) / std)``: the input normalisation (per-channel buffers ``mean`` and
+    ``std`` of shape ``(1, 3, 1, 1)``) and the stem ``block``."""
+
+    def __init__(self, block: nn.Module, input_norm: InputNorm) -> None:
+        super().__init__()
+        self.input_norm = input_norm  # as declared (the buffers hold it in the network's dtype)
+        mean, std = input_norm
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+        self.block = block
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block((x - self.mean) / self.std)
 
 
 class BlockNetwork(nn.Module):
@@ -34,7 +57,10 @@ class BlockNetwork(nn.Module):
 
     ``slots`` is an ``nn.ModuleList`` of ``nn.Sequential`` (one per slot). Denoising networks
     return ``x + head(...)``; super-resolution networks return
-    ``bilinear_upsample(x, scale) + head(...)``; classifiers return logits.
+    ``bilinear_upsample(x, scale) + head(...)``; classifiers return logits. With
+    ``input_norm`` (mean, std per RGB channel) the stem becomes a :class:`NormalizedStem`: the
+    network takes [0, 1] input and normalises it first (the global residual uses the raw
+    input).
     """
 
     def __init__(
@@ -44,13 +70,20 @@ class BlockNetwork(nn.Module):
         head: nn.Module,
         task: str = "classification",
         scale: int = 1,
+        input_norm: InputNorm | None = None,
     ) -> None:
         super().__init__()
-        self.stem = stem
+        norm = check_input_norm("BlockNetwork", input_norm)
+        self.stem = stem if norm is None else NormalizedStem(stem, norm)
         self.slots = nn.ModuleList(slots)
         self.head = head
         self.task = task
         self.scale = scale
+
+    @property
+    def input_norm(self) -> InputNorm | None:
+        """The (mean, std) the stem applies to the input, ``None`` when it takes it as is."""
+        return self.stem.input_norm if isinstance(self.stem, NormalizedStem) else None
 
     def body(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
@@ -102,7 +135,9 @@ def build_network(
             # its upsampled input), the baseline it then improves on, not noise
             nn.init.zeros_(head.conv.weight)
             nn.init.zeros_(head.conv.bias)
-    return BlockNetwork(stem, slots, head, task=space.task, scale=space.scale)
+    return BlockNetwork(
+        stem, slots, head, task=space.task, scale=space.scale, input_norm=space.input_norm
+    )
 
 
 def check_network(net: BlockNetwork, config: MothernetConfig) -> None:
@@ -119,6 +154,11 @@ def check_network(net: BlockNetwork, config: MothernetConfig) -> None:
             f"the network is for {net.task} (scale {net.scale}) but space {space.name!r} is for "
             f"{space.task} (scale {space.scale}); pass task= and scale= to BlockNetwork"
         )
+    if net.input_norm != space.input_norm:
+        raise MothernetError(
+            f"the network normalises its input with {net.input_norm} but space {space.name!r} "
+            f"expects {space.input_norm}; pass input_norm=space.input_norm to BlockNetwork"
+        )
     arch = space.architecture(config.choices)
     # the output shape of the stem and of every slot, then of the head
     wants = [(2, *out_shape(arch.stem)), *((2, *out_shape(s[-1])) for s in arch.slots)]
@@ -126,7 +166,10 @@ def check_network(net: BlockNetwork, config: MothernetConfig) -> None:
     parts = [("the stem", net.stem), *((f"slot {i}", s) for i, s in enumerate(net.slots))]
     was = net.training
     net.eval()
+    param = next(net.parameters(), None)
     x = torch.zeros(2, 3, space.resolution, space.resolution)
+    if param is not None:
+        x = x.to(param.device)  # a network trained on a GPU is checked there
     try:
         with torch.no_grad():
             for (where, part), want in zip(parts, wants):
