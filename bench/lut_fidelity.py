@@ -55,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="profile all blocks of the space (latency-profile's profile_one)")
     ap.add_argument("--eval-repeats", type=int, default=10,
                     help="measurement rounds per evaluated whole net (a LUT entry gets 5)")
+    ap.add_argument("--block-repeats", type=int, default=None,
+                    help="measurement rounds per LUT entry and calibration net [default: "
+                    "MeasureConfig's, as latency-profile]; another value uses its own LUT file")
+    ap.add_argument("--calibration-nets", type=int, default=None,
+                    help="whole nets the context model is fitted on [default: latency-profile's]")
     ap.add_argument("--out", type=Path, default=Path("bench/results"))
     ap.add_argument("--cache-dir", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -100,11 +105,16 @@ def fidelity_at(res: int, args: argparse.Namespace) -> tuple[dict, dict]:
     from nas.core.spaces import get_space, random_genomes
 
     space = get_space("default", res)
-    device = HostDevice(MeasureConfig())
+    measure = MeasureConfig()
+    if args.block_repeats is not None:
+        measure = MeasureConfig(repeats=args.block_repeats)
+    n_cal = CALIBRATION_NETS if args.calibration_nets is None else args.calibration_nets
+    device = HostDevice(measure)
     cc = ConvertConfig(args.cache_dir or default_cache_dir())
-    lut = args.out / f"host-default-r{res}.json"
+    tag = "" if args.block_repeats is None else f"-rep{args.block_repeats}"
+    lut = args.out / f"host-default-r{res}{tag}.json"
     archs = [space.decode(g) for g in random_genomes(space, args.nets, args.seed)]
-    cal_nets = calibration_nets(space, CALIBRATION_NETS)
+    cal_nets = calibration_nets(space, n_cal)
     assert not set(archs) & set(cal_nets), "evaluation nets overlap the calibration nets"
     if args.whole_space:  # exactly latency-profile's path (it calibrates a new LUT itself)
         job = ProfileJob(space=space, devices=("host",), measure=MeasureConfig(), adb=None,
@@ -114,7 +124,7 @@ def fidelity_at(res: int, args: argparse.Namespace) -> tuple[dict, dict]:
     profiled = "whole space" if args.whole_space else "blocks of the evaluated and calibration nets"
     profile_specs([b for a in [*archs, *cal_nets] for b in a.blocks], device, table, cc)
     # latency-profile's default calibration (calibrate_if_needed), fitted afresh each run
-    cal = calibrate(space, device, table, cc, n_nets=CALIBRATION_NETS)
+    cal = calibrate(space, device, table, cc, n_nets=n_cal)
     ctx = table.provenance["context"]
     # the truth: whole nets timed with more rounds than a LUT entry (their own noise is ~4%)
     truth = HostDevice(MeasureConfig(repeats=args.eval_repeats))
@@ -131,6 +141,8 @@ def fidelity_at(res: int, args: argparse.Namespace) -> tuple[dict, dict]:
     }
     results = {k: metrics(v, measured) for k, v in variants.items()}
     part = {
+        "block_repeats": measure.repeats,
+        "calibration_nets": n_cal,
         "device": device.fingerprint(),
         "runtime": device.runtime(),
         "space": f"default@{res}",
