@@ -77,13 +77,10 @@ class _Progress:
 
 
 def teacher_features(teacher: nn.Module, x: torch.Tensor, n_slots: int) -> list[torch.Tensor]:
-    """The input of the first ``n_slots`` slots and the output of the last of them (the
-    beginning of ``teacher.slot_features(x)``, without running the deeper slots); ``x`` is
-    made channels-last (about 2x faster depthwise convolutions on the CPU)."""
-    feats = [teacher.stem(x.contiguous(memory_format=torch.channels_last))]
-    for s in teacher.slots[:n_slots]:
-        feats.append(s(feats[-1]))
-    return feats
+    """The input of the first ``n_slots`` slots and the output of the last of them
+    (``teacher.slot_features`` without the deeper slots); ``x`` is made channels-last (about
+    2x faster depthwise convolutions on the CPU)."""
+    return teacher.slot_features(x.contiguous(memory_format=torch.channels_last), n_slots)
 
 
 class _Students(nn.Module):

@@ -100,11 +100,12 @@ class BlockNetwork(nn.Module):
             return up + y
         return y
 
-    def slot_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def slot_features(self, x: torch.Tensor, depth: int | None = None) -> list[torch.Tensor]:
         """The input of every slot and the last slot's output (``n_slots + 1`` tensors):
-        slot ``i`` maps ``features[i]`` to ``features[i + 1]``."""
+        slot ``i`` maps ``features[i]`` to ``features[i + 1]``. With ``depth`` only the first
+        ``depth`` slots run (``depth + 1`` tensors; the deeper slots are not computed)."""
         feats = [self.stem(x)]
-        for s in self.slots:
+        for s in self.slots[:depth]:
             feats.append(s(feats[-1]))
         return feats
 
