@@ -25,6 +25,12 @@ def _count(path) -> int:
         return -1
 
 
+def _default_sigint() -> None:
+    """In the child: Ctrl-C as in a terminal, even when the tests run in a background job
+    (whose commands start with SIGINT ignored, so Python would never see it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _profile_command(out, cache_dir) -> tuple[dict, list[str]]:
     """The profiling run both tests interrupt: the first 20 quick blocks, slow enough to hit."""
     env = {**os.environ, "DONNA_CACHE_DIR": str(cache_dir), "DONNA_NO_PROGRESS": "1"}
@@ -60,8 +66,9 @@ def test_ctrl_c_keeps_finished_entries_and_says_how_to_resume(tmp_path, cache_di
     out = tmp_path / "lut.json"
     env, cmd = _profile_command(out, cache_dir)
     proc = subprocess.Popen(
-        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_default_sigint,
+    )  # fmt: skip
     deadline = time.monotonic() + 600
     while _count(out) < 1 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
