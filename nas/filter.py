@@ -314,6 +314,33 @@ def filter_space(
     )
 
 
+def thin_space(
+    space: SearchSpace, library: BkdLibrary, cost: CostSource = None, keep: int = 8
+) -> SearchSpace:
+    """Beyond the paper's rule: per slot, at most ``keep`` options, all from the slot's
+    (nmse, cost) Pareto front and spread evenly over it by cost (its cheapest and its most
+    accurate option always kept). Unlike :func:`filter_space` this drops Pareto options too,
+    so it can shrink a space further, and it can lose points of the whole space's front:
+    ``donna experiment filter`` measures how much (hypervolume lost per ``keep``)."""
+    if keep < 2:
+        raise FilterError(f"keep must be at least 2 options per slot, got {keep}")
+    try:
+        losses = library.losses(space)
+    except LibraryError as exc:
+        raise FilterError(f"cannot thin space {space.name!r}: {exc}") from None
+    costs, _, _ = option_costs(space, cost)
+    kept = []
+    for opts, nmse, cost_of in zip(space.options, losses, costs):
+        front = sorted(pareto_indices(nmse, cost_of), key=lambda j: (cost_of[j], nmse[j], j))
+        if len(front) > keep:
+            n = len(front)
+            front = [
+                front[p] for p in sorted({round(i * (n - 1) / (keep - 1)) for i in range(keep)})
+            ]
+        kept.append([opts[j] for j in sorted(front)])
+    return replace(space.with_options(kept), name=f"{space.name}-thin{keep}")
+
+
 # ---- files -----------------------------------------------------------------------------------
 
 

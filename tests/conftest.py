@@ -32,3 +32,49 @@ def fast_measure():
 
 # The emulated phone and a private real adb server (tests/adb_emulator/).
 from adb_emulator.fixtures import adb_server, emulated_device, phone  # noqa: E402, F401
+
+
+# The tiny sizes of a `donna run` made by tests: every stage real, seconds each.
+TINY_RUN_SETS = {
+    "train_limit": 300,
+    "val_limit": 100,
+    "mothernet_epochs": 0.5,
+    "bkd_epochs": 0.5,
+    "bkd_train_samples": 128,
+    "bkd_val_samples": 64,
+    "finetune_epochs": 0.2,
+    "finals": 2,
+    "hil_models": 2,
+    "pop_size": 16,
+    "generations": 4,
+}
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path:
+    """One finished tiny classification `donna run` folder on the host, for the experiments'
+    tests. Read-only by convention: a test that writes into it copies it first
+    (:func:`copy_run`)."""
+    from nas.cli.donna import main
+
+    root = tmp_path_factory.mktemp("finished-run")
+    out, lut = root / "run", root / "lut.json"
+    sets = [a for k, v in TINY_RUN_SETS.items() for a in ("--set", f"{k}={v}")]
+    args = ["run", "--task", "classification", "--out", str(out), "--lut", str(lut)]
+    old = os.environ.get("DONNA_CACHE_DIR")
+    os.environ["DONNA_CACHE_DIR"] = str(cache_dir)
+    try:
+        assert main([*args, "--workers", "1", *sets]) == 0
+    finally:
+        if old is None:
+            os.environ.pop("DONNA_CACHE_DIR", None)
+        else:
+            os.environ["DONNA_CACHE_DIR"] = old
+    return out
+
+
+def copy_run(run: Path, dest: Path) -> Path:
+    """A copy of a run folder (its LUT path in run.json points at the same LUT)."""
+    import shutil
+
+    return Path(shutil.copytree(run, dest / "run"))

@@ -17,6 +17,9 @@ from nas.filter import (
     filter_space,
     load_filtered_space,
     loss_levels,
+    option_costs,
+    pareto_indices,
+    thin_space,
 )
 from nas.synthetic import synthetic_latency, synthetic_library, synthetic_table
 
@@ -170,3 +173,23 @@ def test_bad_files_and_config(tmp_path):
         load_filtered_space(tmp_path / "none.json")
     with pytest.raises(FilterError, match="threshold"):
         FilterConfig(threshold=-0.1)
+
+
+def test_thinning_keeps_k_pareto_options_spread_by_cost_with_both_ends():
+    lib = make_library(QUICK, seed=3)
+    table = make_table(QUICK.block_specs())
+    losses, (costs, _, _) = lib.losses(QUICK), option_costs(QUICK, table)
+    for keep in (2, 4, 8):
+        thin = thin_space(QUICK, lib, table, keep)
+        assert thin.name == f"quick-thin{keep}"
+        for i, kept in enumerate(thin.options):
+            front = pareto_indices(losses[i], costs[i])
+            idx = [QUICK.options[i].index(o) for o in kept]
+            assert set(idx) <= set(front) and len(idx) == min(keep, len(front))
+            cheapest = min(front, key=lambda j: costs[i][j])
+            best = min(front, key=lambda j: losses[i][j])
+            assert cheapest in idx and best in idx
+    whole = thin_space(QUICK, lib, table, 100)  # more than any front: every Pareto option
+    assert whole.n_options() == [len(pareto_indices(n, c)) for n, c in zip(losses, costs)]
+    with pytest.raises(FilterError, match="at least 2"):
+        thin_space(QUICK, lib, table, 1)

@@ -153,16 +153,24 @@ def test_search_predict_mode_predicts_missing_blocks(denoise_run, tmp_path):
 def test_validate_surrogate_on_the_run(denoise_run, tmp_path, capsys):
     out, _, _ = denoise_run
     pareto = out / "search" / "pareto.json"
-    if len(json.loads(pareto.read_text())["front"]) < 3:
-        pytest.skip("the tiny run's front has fewer than 3 architectures")
+    if len(json.loads(pareto.read_text())["front"]) < 2:
+        pytest.skip("the tiny run's front has fewer than 2 architectures")
     report = tmp_path / "val.json"
-    argv = ["validate-surrogate", "--pareto", str(pareto), "--k", "3", "--epochs", "0.1",
-            "--out", str(report)]  # fmt: skip
+    argv = ["validate-surrogate", "--pareto", str(pareto), "--k", "4", "--epochs", "0.1",
+            "--repeats", "1", "--out", str(report)]  # fmt: skip
     assert main(argv) == 0
     data = json.loads(report.read_text())
-    assert len(data["archs"]) == 3 and -1.0 <= data["tau_surrogate"] <= 1.0
-    assert data["predictor_compute_s"] > data["surrogate_compute_s"]
+    assert len(data["archs"]) == 4 and -1.0 <= data["tau_surrogate"] <= 1.0
+    assert [a["origin"] for a in data["archs"]] == ["front"] * 2 + ["random"] * 2
+    lo, hi = data["tau_surrogate_ci"]
+    assert lo <= data["tau_surrogate"] <= hi
+    assert data["compute_ratio"] > 1.0 and len(data["repeat_gaps"]) == 1
+    assert report.with_suffix(".png").exists()
     assert "Kendall τ" in capsys.readouterr().out
+    finetuned = sorted((pareto.parent / "validation").iterdir())
+    assert main(argv) == 0  # cached: nothing is finetuned again
+    assert sorted((pareto.parent / "validation").iterdir()) == finetuned
+    assert "finetuning" not in capsys.readouterr().err
 
 
 def test_train_mothernet_and_bkd_commands(tmp_path, cache_dir, monkeypatch, capsys):

@@ -250,6 +250,38 @@ class RunConfig:
             adb = replace(adb, cooldown_s=self.cooldown_s)
         return MeasureConfig(seed=self.seed), adb
 
+    @classmethod
+    def from_settings(
+        cls, settings: dict[str, Any], folder: Path, lut: Path | None = None
+    ) -> RunConfig:
+        """The configuration of a run folder again, from the settings its ``run.json``
+        records (:meth:`result_settings`); ``lut``: the LUT its ``lut`` stage used."""
+        try:
+            sizes = dict(settings["sizes"])
+            imported = None
+            if settings.get("mothernet"):
+                probe = cls(task=settings["task"], mothernet=settings["mothernet"])
+                imported = probe.imported_mothernet
+            own_space = imported is not None and settings["space"] == imported.space_name
+            return cls(
+                task=settings["task"],
+                device=settings["device"],
+                data=None if settings["data"] == "builtin" else settings["data"],
+                out=Path(folder),
+                space=None if own_space else settings["space"],
+                resolution=settings.get("resolution"),
+                lut=lut,
+                mothernet=settings.get("mothernet"),
+                budget_ms=settings.get("budget_ms"),
+                seed=int(settings["seed"]),
+                overrides=tuple(sizes.items()),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise PipelineError(
+                f"{Path(folder) / 'run.json'} does not hold the settings of a donna run "
+                f"({type(exc).__name__}: {exc}); run `donna run --out {folder}` again"
+            ) from None
+
     def result_settings(self) -> dict[str, Any]:
         """What changes results (recorded in run.json, compared on resume)."""
         return {

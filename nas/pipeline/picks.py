@@ -1,10 +1,12 @@
-"""Architectures picked from a Pareto file: finetune one (``donna finetune``, the ``finetune``
-stage) or check the surrogate's ranking on several (``donna validate-surrogate``)."""
+"""Architectures picked from a Pareto file, finetuned: one front entry (``donna finetune``, the
+``finetune`` stage, :func:`finetune_pick`) or any architecture of a space
+(:func:`finetune_choices`, what ``donna validate-surrogate`` and the experiments use)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,14 @@ from nas.core.files import atomic_write_text, check_writable
 from nas.core.spaces import SearchSpace
 
 Echo = Callable[[str], None]
+
+
+def choices_key(choices: Sequence[Any]) -> str:
+    """A short stable name of an architecture (its options), for the folders that cache its
+    finetuning."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps([repr(o) for o in choices]).encode()).hexdigest()[:12]
 
 
 def chosen(result: Any, n: int) -> list[int]:
@@ -108,6 +118,65 @@ def finetune_pick(
     default to those recorded in the Pareto file's provenance and the mothernet checkpoint.
     ``device``: a :class:`~nas.training.device.TrainDevice` (default the CPU)."""
     check_writable(out, "finetune output folder", folder=True)
+    entry, space, lib, teacher, meta = _pick_inputs(Path(pareto), index, mothernet, library)
+    inputs = FinetuneInputs(space, lib, teacher, meta, _pick_data(data, meta, space, lib, seed))
+    choices = space.choices(entry.genome)
+    row = finetune_choices(
+        inputs, choices, out, label=f"front[{index}]", epochs=epochs, seed=seed, echo=echo,
+        device=device, data_workers=data_workers,
+    )  # fmt: skip
+    row = {"index": index, "genome": list(entry.genome), **row}
+    row["surrogate"], row["lut_latency_ms"] = entry.surrogate, entry.latency_ms
+    atomic_write_text(out / "result.json", json.dumps(row, indent=1))
+    return row
+
+
+def _pick_data(data: Any, meta: Any, space: SearchSpace, lib: Any, seed: int) -> Any:
+    """``data`` as task data: ``None`` is the mothernet's own, a string a data spec."""
+    if data is None:
+        return checkpoint_data(meta, space.task, space.resolution, lib)
+    if isinstance(data, str):
+        from nas.data import load_task_data
+
+        return load_task_data(space.task, data, resolution=space.resolution, seed=seed)
+    return data
+
+
+@dataclass
+class FinetuneInputs:
+    """What finetuning any architecture of ``space`` reads: the BKD library (initialisation),
+    the mothernet (teacher) with its checkpoint meta, and the task data."""
+
+    space: SearchSpace
+    library: Any
+    teacher: Any
+    meta: Any
+    data: Any
+
+    @classmethod
+    def of_pareto(cls, pareto: Path, data: Any = None, seed: int = 0) -> FinetuneInputs:
+        """The inputs recorded in a Pareto file's provenance (``data``: as for
+        :func:`finetune_pick`)."""
+        _, space, lib, teacher, meta = _pick_inputs(Path(pareto), 0, None, None)
+        return cls(space, lib, teacher, meta, _pick_data(data, meta, space, lib, seed))
+
+
+def finetune_choices(
+    inputs: FinetuneInputs,
+    choices: Sequence[Any],
+    out: Path,
+    *,
+    label: str = "architecture",
+    epochs: float | None = None,
+    seed: int = 0,
+    echo: Echo = print,
+    device: Any = None,
+    data_workers: int = 0,
+) -> dict[str, Any]:
+    """Finetune the architecture of ``choices`` (one option per slot of ``inputs.space``):
+    BKD initialisation, distillation from the mothernet; saves ``out/model.pt`` and
+    ``out/result.json`` (the row returned: options, summed BKD nMSE, metrics, seconds)."""
+    check_writable(out, "finetune output folder", folder=True)
     import torch
 
     from nas.finetune import FinetuneConfig, finetune, init_from_bkd
@@ -115,21 +184,14 @@ def finetune_pick(
     from nas.training.mothernet import MothernetConfig
     from nas.training.networks import build_network
 
-    entry, space, lib, teacher, meta = _pick_inputs(Path(pareto), index, mothernet, library)
-    if data is None:
-        data = checkpoint_data(meta, space.task, space.resolution, lib)
-    elif isinstance(data, str):
-        from nas.data import load_task_data
-
-        data = load_task_data(space.task, data, resolution=space.resolution, seed=seed)
-    choices = space.choices(entry.genome)
+    space, lib, teacher, meta = inputs.space, inputs.library, inputs.teacher, inputs.meta
     torch.manual_seed(seed)
     student = build_network(space, choices, seed=seed)
     init = init_from_bkd(student, teacher, lib, choices)
     cfg = FinetuneConfig(seed=seed, **({"epochs": epochs} if epochs else {}))
-    echo(f"finetuning front[{index}] ({', '.join(o.label() for o in choices)}): {init.summary()}")
+    echo(f"finetuning {label} ({', '.join(o.label() for o in choices)}): {init.summary()}")
     extra = {} if device is None else {"device": device}
-    res = finetune(student, teacher, data, cfg, data_workers=data_workers, **extra)
+    res = finetune(student, teacher, inputs.data, cfg, data_workers=data_workers, **extra)
     student.cpu()
     out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(
@@ -137,89 +199,18 @@ def finetune_pick(
         student,
         MothernetConfig(space, tuple(choices), seed),
         res.to_dict(),
-        data.describe(),
+        inputs.data.describe(),
     )
     row = {
-        "index": index,
-        "genome": list(entry.genome),
         "options": [o.label() for o in choices],
-        "surrogate": entry.surrogate,
-        "lut_latency_ms": entry.latency_ms,
+        "surrogate": sum(lib.entry(i, o).nmse for i, o in enumerate(choices)),
         **res.to_dict(),
         "mothernet_metric": meta.metrics.get("value"),
         "init": init.summary(),
     }
     atomic_write_text(out / "result.json", json.dumps(row, indent=1))
     echo(
-        f"front[{index}]: {res.metric_name} {res.metric_before:.4f} -> {res.metric:.4f} after "
+        f"{label}: {res.metric_name} {res.metric_before:.4f} -> {res.metric:.4f} after "
         f"{res.steps} steps ({res.seconds:.0f} s); mothernet {meta.metrics.get('value')}"
     )
     return row
-
-
-def validate_surrogate(
-    pareto: Path,
-    k: int,
-    epochs: float,
-    predictor_archs: int,
-    seed: int = 0,
-    echo: Echo = print,
-    device: Any = None,
-    data_workers: int = 0,
-    data: Any = None,
-) -> Any:
-    """Finetune ``k`` architectures spread over the front briefly; Kendall τ of the summed
-    BKD MSE and of a leave-one-out DONNA-style linear predictor against the metric. The
-    finetuned models go to ``validation/`` next to the Pareto file (checked first)."""
-    check_writable(Path(pareto).parent / "validation", "validation folder", folder=True)
-    from nas.bkd.library import BkdLibrary
-    from nas.search.result import load_pareto
-    from nas.training.checkpoint import load_checkpoint
-    from nas.validate import ValidatedArch, spread_indices, summarise
-
-    res = load_pareto(pareto)
-    lib = BkdLibrary.load(Path(res.provenance.get("library") or ""))
-    _, _, meta = load_checkpoint(Path(res.provenance.get("mothernet") or ""))
-    if data is None:  # once for all K
-        data = checkpoint_data(meta, res.space.task, res.space.resolution, lib)
-    elif isinstance(data, str):
-        from nas.data import load_task_data
-
-        data = load_task_data(res.space.task, data, resolution=res.space.resolution, seed=seed)
-    picks = spread_indices([e.latency_ms for e in res.front], k)
-    if len(picks) < 3:
-        raise PipelineError(
-            f"the front of {pareto} has {len(res.front)} architecture(s); the ranking check "
-            "needs at least 3 (search a larger space or with a looser budget)"
-        )
-    archs = []
-    metric_name = "metric"
-    for n, i in enumerate(picks, 1):
-        echo(f"[{n}/{len(picks)}] finetuning front[{i}] for {epochs:g} epoch(s)")
-        row = finetune_pick(
-            pareto,
-            i,
-            Path(pareto).parent / "validation" / str(i),
-            data=data,
-            epochs=epochs,
-            seed=seed,
-            echo=echo,
-            device=device,
-            data_workers=data_workers,
-        )
-        metric_name = row["metric_name"]
-        e = res.front[i]
-        choices = res.space.choices(e.genome)
-        archs.append(
-            ValidatedArch(
-                genome=tuple(e.genome),
-                surrogate=e.surrogate,
-                slot_losses=tuple(lib.entry(s, o).nmse for s, o in enumerate(choices)),
-                latency_ms=e.latency_ms,
-                metric=row["metric"],
-                finetune_seconds=row["seconds"],
-            )
-        )
-    bkd_seconds = sum(e.seconds for e in lib.entries())
-    bkd_seconds += float((lib.provenance.get("teacher_features") or {}).get("seconds") or 0.0)
-    return summarise(metric_name, archs, bkd_seconds, predictor_archs)

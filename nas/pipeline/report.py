@@ -256,6 +256,43 @@ def _finals_section(
     ]
 
 
+def _headline(summary: Path) -> tuple[str, str]:
+    """The title (first ``# `` line) and the first paragraph after it of a summary.md."""
+    lines = summary.read_text().splitlines()
+    title = next((ln[2:].strip() for ln in lines if ln.startswith("# ")), summary.parent.name)
+    para: list[str] = []
+    started = False
+    for ln in lines[1:]:
+        if ln.strip() and not ln.startswith(("#", "!", "|", "```")):
+            para.append(ln.strip())
+            started = True
+        elif started:
+            break
+    return title, " ".join(para)
+
+
+def _experiments_section(folder: Path) -> list[str]:
+    """Links to what ``donna validate-surrogate`` and ``donna experiment`` wrote, if anything."""
+    lines: list[str] = []
+    val = _read(folder / "search" / "surrogate_validation.json")
+    if val:
+        lo, hi = val.get("tau_surrogate_ci") or (None, None)
+        exact = val.get("compute_ratio_exact")
+        ratio = f"{'' if exact else '> '}{_fmt(val.get('compute_ratio'), 1)}x"
+        lines += [
+            f"- [Surrogate at strength](search/surrogate_validation.json) "
+            f"(`donna validate-surrogate`): {len(val.get('archs', []))} architectures, Kendall "
+            f"τ {_fmt(val.get('tau_surrogate'))} [95% {_fmt(lo, 2)}, {_fmt(hi, 2)}]; the "
+            f"DONNA predictor's compute to match it: {ratio} "
+            "([plot](search/surrogate_validation.png))",
+        ]
+    for summary in sorted((folder / "experiments").glob("*/summary.md")):
+        title, para = _headline(summary)
+        rel = summary.relative_to(folder).as_posix()
+        lines.append(f"- [{title}]({rel}){': ' + para if para else ''}")
+    return ["## Experiments", "", *lines, ""] if lines else []
+
+
 def write_report(folder: Path, state: dict[str, Any]) -> Path:
     """Write ``folder/report.md`` (and its plots) from the stage outputs and ``run.json``'s
     ``state``; a section whose stage has not run is left out."""
@@ -278,6 +315,7 @@ def write_report(folder: Path, state: dict[str, Any]) -> Path:
     finals = _read(folder / "final" / "results.json")
     if finals:
         lines += _finals_section(folder, finals, hil_by, stages.get("mothernet", {}), metric)
+    lines += _experiments_section(folder)
     out = folder / "report.md"
     atomic_write_text(out, "\n".join(lines))
     return out

@@ -179,7 +179,7 @@ def stage_lut(ctx: RunContext) -> dict[str, Any]:
     )  # fmt: skip
     summary = profile_one(job, cfg.device, lut, ctx.echo)
     ctx.echo(summary)
-    return {"lut": str(lut), "summary": summary}
+    return {"lut": str(lut.resolve()), "summary": summary}  # absolute: read from anywhere
 
 
 def stage_bkd(ctx: RunContext) -> dict[str, Any]:
@@ -222,7 +222,7 @@ def stage_search(ctx: RunContext) -> dict[str, Any]:
         mothernet=ctx.mothernet_path,
         provenance={
             "space_file": str(ctx.path("space.json")),
-            "lut": str(cfg.lut_path()),
+            "lut": str(cfg.lut_path().resolve()),
             "task": cfg.task,
             "data": cfg.data or "builtin",
             "device": cfg.device,

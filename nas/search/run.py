@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -42,7 +43,7 @@ def _provenance(library: BkdLibrary, estimator: Any) -> dict[str, Any]:
         "mothernet_sha256": library.mothernet_sha256,
         "library": str(library.path) if library.path else None,
         "estimator_mode": getattr(estimator, "mode", "lut"),
-        "lut": str(getattr(table, "path", None) or "") or None,
+        "lut": str(Path(table.path).resolve()) if getattr(table, "path", None) else None,
         "device_id": (prov.get("device") or {}).get("id"),
     }
 
