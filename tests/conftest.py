@@ -33,7 +33,6 @@ def fast_measure():
 # The emulated phone and a private real adb server (tests/adb_emulator/).
 from adb_emulator.fixtures import adb_server, emulated_device, phone  # noqa: E402, F401
 
-
 # The tiny sizes of a `donna run` made by tests: every stage real, seconds each.
 TINY_RUN_SETS = {
     "train_limit": 300,
