@@ -193,3 +193,18 @@ def test_thinning_keeps_k_pareto_options_spread_by_cost_with_both_ends():
     assert whole.n_options() == [len(pareto_indices(n, c)) for n, c in zip(losses, costs)]
     with pytest.raises(FilterError, match="at least 2"):
         thin_space(QUICK, lib, table, 1)
+
+
+def test_keep_pareto_thins_each_slot_and_says_why(tmp_path):
+    lib = make_library(QUICK, seed=3)
+    table = make_table(QUICK.block_specs())
+    rep = filter_space(QUICK, lib, table, FilterConfig(keep_pareto=4))
+    assert rep.space.n_options() == thin_space(QUICK, lib, table, 4).n_options()
+    assert all(n <= 4 for n in rep.space.n_options())
+    thinned = [d for d in rep.dropped if d.reason.startswith("Pareto thinning")]
+    assert thinned and all("not among the 4 Pareto options kept" in d.reason for d in thinned)
+    assert "4 Pareto options kept per slot" in rep.summary()
+    path = rep.save(tmp_path / "space.json")
+    assert load_filtered_space(path).n_options() == rep.space.n_options()
+    with pytest.raises(FilterError, match="keep_pareto must be a whole number >= 2"):
+        FilterConfig(keep_pareto=1)

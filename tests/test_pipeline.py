@@ -195,6 +195,7 @@ def test_bad_inputs(tmp_path, capsys):
     with pytest.raises(SpaceError, match="is for classification, not denoising"):
         RunConfig(task="denoising", space="quick").get_space()
     assert main(["run", "--task", "segmentation"]) == 2
+    assert main(["filter", "--bkd", "x.json", "--out", "y.json", "--keep-pareto", "1"]) == 2
     assert main(["train-mothernet", "--data", f"cifar10:{tmp_path / 'nope'}", "--out",
                  str(tmp_path / "m.pt")]) == 1  # fmt: skip
     assert "cifar" in capsys.readouterr().err.lower()

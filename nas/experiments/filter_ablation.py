@@ -363,10 +363,11 @@ def _open(run_dir: Path, device: str | None, echo: Echo, max_enumerate: int | No
 
 
 def _run_setting(run: FinishedRun) -> tuple[float, float]:
-    from nas.filter import load_filtered
+    from nas.filter import DEFAULT_LOSS_TOLERANCE, DEFAULT_THRESHOLD, load_filtered
 
     cfg = (load_filtered(run.context.path("space.json")).get("filter") or {}).get("config") or {}
-    return float(cfg.get("threshold", 0.2)), float(cfg.get("loss_tolerance", 0.1))
+    threshold = float(cfg.get("threshold", DEFAULT_THRESHOLD))
+    return threshold, float(cfg.get("loss_tolerance", DEFAULT_LOSS_TOLERANCE))
 
 
 def _searches(inp: Inputs, spaces: dict[str, SearchSpace], echo: Echo) -> dict[str, Any]:

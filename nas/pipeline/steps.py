@@ -88,9 +88,11 @@ def filter_library(
     lut: Any = None,
     mothernet: Path | None = None,
     threshold: float | None = None,
+    keep_pareto: int | None = None,
 ) -> Any:
     """Filter ``space`` (default: the library's) with the BKD library at ``library``, priced
-    by ``lut`` (a LUT or its path; ``None``: MACs); write the filtered space to ``out``."""
+    by ``lut`` (a LUT or its path; ``None``: MACs); write the filtered space to ``out``.
+    ``threshold`` / ``keep_pareto``: :class:`~nas.filter.FilterConfig`'s (``None``: default)."""
     check_writable(out, "filtered space")
     from lut.table import LatencyTable
     from nas.bkd.library import BkdLibrary
@@ -102,7 +104,8 @@ def filter_library(
         lib.check_mothernet(file_sha256(mothernet))
     if lut is not None and not isinstance(lut, LatencyTable):
         lut = LatencyTable.load(lut)
-    cfg = FilterConfig() if threshold is None else FilterConfig(threshold=threshold)
+    given = {"threshold": threshold, "keep_pareto": keep_pareto}
+    cfg = FilterConfig(**{k: v for k, v in given.items() if v is not None})
     report = filter_space(space or lib.space, lib, lut, cfg)
     report.save(out)
     return report
