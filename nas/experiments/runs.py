@@ -89,7 +89,8 @@ class FinishedRun:
                     " (a relative path, read from the current folder: run the experiment from "
                     "the folder `donna run` was started in)"
                     if not Path(lut).is_absolute()
-                    else f"; put it back, or profile it again with `donna run --out {folder}`"
+                    else f"; put it back, or profile it again: `latency-profile --device "
+                    f"{settings.get('device')} --space {settings.get('space')} --out {lut}`"
                 )
             )
         config = RunConfig.from_settings(settings, folder, Path(lut) if lut else None)
