@@ -83,7 +83,7 @@ class FinishedRun:
             )
         lut = stages.get("lut", {}).get("lut")
         res = settings.get("resolution")
-        res_arg = f" --resolution {res}" if res else ""
+        space_arg = f"{settings.get('space')}" + (f" --resolution {res}" if res else "")
         if lut and not Path(lut).is_file():
             raise ExperimentError(
                 f"the LUT of the run in {folder}, {lut}, is not there"
@@ -92,7 +92,7 @@ class FinishedRun:
                     "the folder `donna run` was started in)"
                     if not Path(lut).is_absolute()
                     else f"; put it back, or profile it again: `latency-profile --device "
-                    f"{settings.get('device')} --space {settings.get('space')}{res_arg} --out {lut}`"
+                    f"{settings.get('device')} --space {space_arg} --out {lut}`"
                 )
             )
         config = RunConfig.from_settings(settings, folder, Path(lut) if lut else None)
