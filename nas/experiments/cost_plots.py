@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+from nas.core.plots import pyplot
 from nas.experiments.cost import COST_LABEL, CostExperiment, CostModel, MatchedPair
 from nas.experiments.defaults import COST_PICKS
 
@@ -16,15 +16,6 @@ FRONT_STYLE = {
     "macs": ("tab:orange", "s", "FLOPs-chosen: MACs front"),
     "lut": ("tab:blue", "o", "latency-chosen: LUT front"),
 }
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _front_models(exp: CostExperiment, cost: str) -> list[CostModel]:
@@ -44,7 +35,7 @@ def _mothernet(exp: CostExperiment) -> CostModel | None:
 def plot_fronts(exp: CostExperiment, path: Path) -> Path:
     """Both fronts' measured models at (measured ms, surrogate), each a connected series in
     its front's order; matched pairs joined by thin lines; the mothernet as a star."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.6), dpi=120)
     try:
         for p in exp.pairs:
@@ -95,7 +86,7 @@ def _color(m: CostModel) -> str:
 
 def plot_cost_vs_measured(exp: CostExperiment, path: Path) -> Path:
     """MMACs vs measured ms and LUT ms vs measured ms of every measured model, τ in titles."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9.6, 4.2), dpi=120)
     try:
         measured = [m.measured_ms for m in exp.models]

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.core.files import atomic_write_text
+from nas.core.plots import pyplot
 from nas.experiments.defaults import TARGET_HV_LOSS, TARGET_SHRINK
 
 FRONT_STYLE = {"unfiltered": ("tab:orange", "s"), "filtered": ("tab:blue", "o")}
@@ -85,15 +86,6 @@ def beyond_paper(
     return out
 
 
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_sweep(
     rows: Sequence[dict[str, Any]],
     limit: dict[str, Any],
@@ -104,7 +96,7 @@ def plot_sweep(
     for the Pareto thinning (beyond the paper), the target region shaded, the filter's limit
     dotted and the run's own setting starred. Right: the shrink of each threshold, so the
     settings stay apart when they lose the same HV."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.4), dpi=120)
     try:
         tolerances = sorted({r["loss_tolerance"] for r in rows})
@@ -180,7 +172,7 @@ def plot_fronts(reference: Any, results: dict[str, Any], picks: Sequence[dict[st
                 path: Path) -> Path:  # fmt: skip
     """Both searched fronts over the reference (exact or best known) front, surrogate against
     LUT latency, the picks ringed."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
     try:
         ref = reference.points

@@ -173,11 +173,9 @@ def write_validation(v: Any, target: Path) -> tuple[Path, Path]:
 def plot_validation(v: Any, out: Path) -> Path:
     """Two panels: the finetuned metric against the surrogate (front and random marked), and
     the predictor's learning curve against the surrogate's τ."""
-    import matplotlib
+    from nas.core.plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.2), dpi=120)
     for origin, marker in (("front", "o"), ("random", "^")):
         pts = [a for a in v.archs if a.origin == origin]
