@@ -11,8 +11,15 @@ Measurement protocol (the reasons are in ``README.md``, "How latency is measured
   *warm*: ``invokes`` back-to-back invokes of the same model (what a whole network gets when
   invoked repeatedly, e.g. on a camera stream);
   a block inside a network sits between the two (see :mod:`latency.context`);
-* per round, the reference's warm median tracks machine drift; every sample is scaled by
-  ``reference baseline / reference now`` (raw figures are kept as well);
+* the reference's warm median tracks machine drift: every sample of a round is scaled by
+  ``reference baseline / reference now``, where *reference now* is the median of the
+  reference over the :data:`DRIFT_WINDOW` rounds around it (:func:`drift_factors`) and the
+  baseline (unless given) the median of the first rounds. The reference is timed before
+  every warm burst of the round (:data:`REFERENCE_PROBES` invokes), not in one burst of its
+  own only, so it samples the whole round. One round's single burst is not used: on the host
+  it moved ±5-10% round to round (once to 0.62x) while whole networks in the
+  same rounds repeat to 2%, so per-round factors added noise and set each call's scale by its
+  first round (``bench/RESULTS.md``). Raw figures are kept as well;
 * after ``repeats`` rounds a model whose round medians spread (IQR / median) more than
   ``max_spread``
   gets extra rounds (up to ``max_extra_rounds``); then it is finished and reported at once,
@@ -40,6 +47,22 @@ from nas.core.specs import MBConvSpec
 # device is on one scale whatever the space.
 REFERENCE_SPEC = MBConvSpec(32, 32, 5, 1, 4, 0.25, "silu", 28, 28)
 WARM_SKIP = 2  # first back-to-back invokes of a warm burst are still cold: not counted
+DRIFT_WINDOW = 5  # rounds whose reference medians make one round's drift estimate
+# reference invokes timed before every warm burst of a round, so that the reference samples
+# the machine over the whole round (a burst of its own lasts a few ms, a network's 100 ms)
+REFERENCE_PROBES = 4
+
+
+def drift_factors(
+    reference_us: Sequence[float], rounds: Sequence[int], baseline_us: float,
+    window: int = DRIFT_WINDOW,
+) -> list[float]:  # fmt: skip
+    """Drift factors ``baseline / reference now`` for the rounds ``rounds``, *reference now*
+    being the median of ``reference_us`` (the reference's warm median of every round so far)
+    over the ``window`` rounds centred on that round (those that exist yet)."""
+    half = window // 2
+    ref = np.asarray(reference_us, dtype=float)
+    return [baseline_us / float(np.median(ref[max(0, r - half) : r + half + 1])) for r in rounds]
 
 
 @dataclass(frozen=True)
@@ -98,7 +121,7 @@ class _Slot:
     run: Callable[[], None]
     warm: list[np.ndarray] = field(default_factory=list)
     cold: list[np.ndarray] = field(default_factory=list)
-    factors: list[float] = field(default_factory=list)
+    rounds: list[int] = field(default_factory=list)  # the rounds (of the call) it was timed in
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -192,6 +215,7 @@ class HostDevice:
         pending.reverse()
         ref = self._load("__reference__", Path(reference))
         active: list[_Slot] = []
+        reference_us: list[float] = []  # the reference's warm median, round by round
         results: dict[Any, Measurement] = {}
         perf = time.perf_counter_ns
         n_warm = cfg.invokes + WARM_SKIP
@@ -208,7 +232,13 @@ class HostDevice:
                     t0 = perf()
                     run()
                     cold[j, i] = perf() - t0
+            probes: list[float] = []  # the reference, timed again before each warm burst
             for j in rng.permutation(len(members)):
+                for i in range(WARM_SKIP + REFERENCE_PROBES):
+                    t0 = perf()
+                    ref.run()
+                    if i >= WARM_SKIP:
+                        probes.append(perf() - t0)
                 run = members[j].run
                 for i in range(n_warm):
                     t0 = perf()
@@ -216,25 +246,25 @@ class HostDevice:
                     warm[j, i] = perf() - t0
             cold /= 1000.0  # ns -> us
             warm = warm[:, WARM_SKIP:] / 1000.0
-            ref_now = float(np.median(warm[0]))
-            if baseline_us is None:
-                baseline_us = ref_now
-            factor = baseline_us / ref_now
+            reference_us.append(float(np.median([*warm[0], *(np.array(probes) / 1000.0)])))
             finished = []
             for j, slot in enumerate(active, start=1):
                 slot.cold.append(cold[j])
                 slot.warm.append(warm[j])
-                slot.factors.append(factor)
-                n = len(slot.factors)
+                slot.rounds.append(len(reference_us) - 1)
+                n = len(slot.rounds)
                 if n < cfg.repeats:
                     continue
+                if baseline_us is None:  # the median of the first rounds, not one round
+                    baseline_us = float(np.median(reference_us[:DRIFT_WINDOW]))
+                factors = drift_factors(reference_us, slot.rounds, baseline_us)
                 spread = max(
-                    relative_spread([float(np.median(r)) * f for r, f in zip(rs, slot.factors)])
+                    relative_spread([float(np.median(r)) * f for r, f in zip(rs, factors)])
                     for rs in (slot.warm, slot.cold)
                 )
                 stable = spread <= cfg.max_spread
                 if stable or n >= cfg.repeats + cfg.max_extra_rounds:
-                    m = _finish(slot, spread, stable, baseline_us)
+                    m = _finish(slot, factors, spread, stable, baseline_us)
                     results[slot.key] = m
                     finished.append(slot)
                     if on_done:
@@ -244,16 +274,18 @@ class HostDevice:
         return results
 
 
-def _finish(slot: _Slot, spread: float, stable: bool, baseline_us: float) -> Measurement:
+def _finish(
+    slot: _Slot, factors: list[float], spread: float, stable: bool, baseline_us: float
+) -> Measurement:
     def corrected(rounds: list[np.ndarray]) -> LatencyStats:
-        return summarize(np.concatenate([r * f for r, f in zip(rounds, slot.factors)]))
+        return summarize(np.concatenate([r * f for r, f in zip(rounds, factors)]))
 
     return Measurement(
         warm=corrected(slot.warm),
         cold=corrected(slot.cold),
         raw_warm_median_us=float(np.median(np.concatenate(slot.warm))),
         raw_cold_median_us=float(np.median(np.concatenate(slot.cold))),
-        rounds=len(slot.factors),
+        rounds=len(slot.rounds),
         spread=spread,
         stable=stable,
         seconds=time.perf_counter() - slot.started,

@@ -64,3 +64,17 @@ def test_bad_model_file_is_a_clear_error(tmp_path, fast_measure):
 def test_invalid_config():
     with pytest.raises(ValueError, match=">= 1"):
         MeasureConfig(repeats=0)
+
+
+def test_drift_factors_ignore_one_outlier_round_and_follow_a_step():
+    from latency.host import drift_factors
+
+    # the reference reads 100 us, except one round at 62 us (seen on this host)
+    ref = [100.0, 101.0, 99.0, 62.0, 100.0, 100.0, 99.0]
+    factors = drift_factors(ref, range(len(ref)), baseline_us=100.0)
+    assert all(0.98 < f < 1.02 for f in factors)  # the outlier round is not rescaled by 1.6x
+    # the machine gets 20% slower from round 5 on: later rounds are scaled back by ~1/1.2
+    step = [100.0] * 5 + [120.0] * 6
+    later = drift_factors(step, [8, 9, 10], baseline_us=100.0)
+    assert all(abs(f - 1 / 1.2) < 1e-9 for f in later)
+    assert drift_factors(step, [0], baseline_us=100.0) == [1.0]
