@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from nas.core.plots import pyplot
+from nas.core.plots import finish_axes, pyplot
 from nas.experiments.cost import COST_LABEL, CostExperiment, CostModel, MatchedPair
 from nas.experiments.defaults import COST_PICKS
 
@@ -66,10 +66,7 @@ def plot_fronts(exp: CostExperiment, path: Path) -> Path:
             f"faster in {exp.faster_count}/{len(exp.pairs)}",
             fontsize=9,
         )
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(path)
+        finish_axes(fig, ax, path)
     finally:
         plt.close(fig)
     return Path(path)

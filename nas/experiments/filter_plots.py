@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.core.files import atomic_write_text
-from nas.core.plots import pyplot
+from nas.core.plots import finish_axes, pyplot
 from nas.experiments.defaults import TARGET_HV_LOSS, TARGET_SHRINK
 
 FRONT_STYLE = {"unfiltered": ("tab:orange", "s"), "filtered": ("tab:blue", "o")}
@@ -190,10 +190,7 @@ def plot_fronts(reference: Any, results: dict[str, Any], picks: Sequence[dict[st
         ax.set_xlabel("LUT latency (ms)")
         ax.set_ylabel("surrogate: summed BKD normalised MSE")
         ax.set_title("Unfiltered vs filtered search", fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(path)
+        finish_axes(fig, ax, path, legend_fontsize=7)
     finally:
         plt.close(fig)
     return Path(path)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nas.core.plots import finish_axes, pyplot
+
 if TYPE_CHECKING:
     from nas.search.result import SearchResult
 
@@ -45,11 +47,7 @@ def _draw(ax: Any, result: SearchResult) -> None:
 
 def plot_front(result: SearchResult, path: str | Path) -> Path:
     """Draw ``result`` into the image file ``path``; returns ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     config = result.config
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
     try:
@@ -61,10 +59,7 @@ def plot_front(result: SearchResult, path: str | Path) -> Path:
             f"{config.generations} gen, seed {config.seed}",
             fontsize=9,
         )
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(path)
+        finish_axes(fig, ax, path)
     finally:
         plt.close(fig)
     return Path(path)
