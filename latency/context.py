@@ -25,6 +25,12 @@ So one alpha stays the default. Much of that ~4% was the host's drift correction
 reference burst; fixed in :mod:`latency.host`). After the fix both models keep every held-out
 net within ±10% with Kendall τ 0.95-0.98 at 96 and 128 px (15 rounds, 8 nets), and the fitted
 alphas agree across resolutions (0.73 / 0.78); the median error is still 3.3-4.3%.
+
+Calibration nets are timed against a fixed reference *network*
+(:func:`latency.profiler.reference_net`), whose baseline is stored with the fit
+(``"net_reference"``). Later whole-network timings of the LUT use it, so they are on the
+scale alpha was fitted on (:func:`latency.profiler.whole_net_reference`). The reference block
+let the same nets' level move by 3-10% between two passes a minute apart (bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -38,7 +44,12 @@ import numpy as np
 from latency.convert import ConvertConfig
 from latency.devices import Device
 from latency.errors import SettingError
-from latency.profiler import measure_architectures, profile_specs
+from latency.profiler import (
+    measure_architectures,
+    profile_specs,
+    reference_net,
+    reference_net_id,
+)
 from lut.table import DEFAULT_CONTEXT_ALPHA as DEFAULT_ALPHA
 from lut.table import SIZE_MODEL, SIZE_REF_BYTES, LatencyTable, working_set_bytes
 from nas.core.spaces import SearchSpace, random_genomes
@@ -57,7 +68,7 @@ __all__ = [
 ]
 
 CALIBRATION_SEED = 1_000_003  # far from seeds used elsewhere, so calibration nets are disjoint
-CALIBRATION_NETS = 4  # whole nets a LUT is calibrated on (latency-profile, donna run)
+CALIBRATION_NETS = 8  # whole nets a LUT is calibrated on (latency-profile, donna run)
 ONE_ALPHA = "one-alpha"
 # The model calibrate() prices blocks with. The size model (lut.table.SIZE_MODEL) is fitted and
 # stored too ("size_params"), but it did not beat one alpha on held-out nets in
@@ -160,9 +171,12 @@ def calibrate(
     t0 = time.perf_counter()
     archs = calibration_nets(space, n_nets, seed, exclude)
     profile_specs([b for a in archs for b in a.blocks], device, table, convert_config)
-    measured = np.array(
-        [m.warm.median_us for m in measure_architectures(archs, device, table, convert_config)]
+    # timed against the reference network; its baseline, set by these rounds, is stored so
+    # that later whole-network timings are on the scale alpha is fitted to
+    timed = measure_architectures(
+        archs, device, table, convert_config, reference=(reference_net(), None)
     )
+    measured = np.array([m.warm.median_us for m in timed])
     warm, cold = sums(table, archs)
     alpha = fit_alpha(warm, cold, measured)
     per_block = [block_arrays(table, a) for a in archs]
@@ -178,7 +192,9 @@ def calibrate(
     after = mape(size_est) if model == SIZE_MODEL else one
     cal = Calibration(alpha, len(archs), seed, before, after, time.perf_counter() - t0)
     # both fits are kept; "model"/"params" (what prices the blocks) only for the size model
-    info = asdict(cal) | {"size_params": [a, b], "mape_one_alpha": one, "mape_size": mape(size_est)}
+    info = asdict(cal) | {"size_params": [a, b], "mape_one_alpha": one, "mape_size": mape(size_est),
+                          "net_reference": {"net": reference_net_id(),
+                                            "median_us": timed[0].baseline_us}}  # fmt: skip
     if model == SIZE_MODEL:
         info |= {"model": SIZE_MODEL, "params": [a, b]}
     table.set_context(alpha, info)

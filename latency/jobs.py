@@ -152,19 +152,17 @@ def measure_end_to_end(
     ``table`` when given; architectures also get their LUT estimate when every block is in it.
     """
     from latency.convert import convert_many
-    from latency.host import REFERENCE_SPEC
+    from latency.profiler import whole_net_reference
 
     parsed = [(text, *parse_model_arg(text, space)) for text in models]
     archs = [item for _, kind, item in parsed if kind == "arch"]
-    done, failed = convert_many([REFERENCE_SPEC, *archs], convert_config, 1)
+    ref_model, baseline = whole_net_reference(table)
+    done, failed = convert_many([ref_model, *archs], convert_config, 1)
     if failed:
         raise next(iter(failed.values()))
     paths = [(i, item if kind == "file" else done[item].path)
              for i, (_, kind, item) in enumerate(parsed)]
-    baseline = None
-    if table is not None:
-        baseline = (table.provenance.get("reference") or {}).get("median_us")
-    res = device.measure(paths, done[REFERENCE_SPEC].path, baseline)
+    res = device.measure(paths, done[ref_model].path, baseline)
     rows = []
     for i, (text, kind, item) in enumerate(parsed):
         m = res[i]
@@ -236,10 +234,12 @@ def run_profile_job(job: ProfileJob, echo: Echo) -> list[Any]:
     from latency.context import calibration_nets
     from latency.convert import convert_many
     from latency.host import REFERENCE_SPEC
+    from latency.profiler import reference_net
 
     specs = list(dict.fromkeys(job.space.block_specs()))[: job.limit]
     nets = calibration_nets(job.space, job.calibrate_nets) if job.limit is None else []
-    convert_many([REFERENCE_SPEC, *specs, *nets], job.convert, job.workers or 2)
+    refs = [REFERENCE_SPEC, reference_net()] if nets else [REFERENCE_SPEC]
+    convert_many([*refs, *specs, *nets], job.convert, job.workers or 2)
     return profile_in_parallel(jobs, lambda n, lut: profile_one(job, n, lut, echo))
 
 

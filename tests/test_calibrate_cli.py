@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from latency.host import REFERENCE_SPEC
+from latency.profiler import reference_net, reference_net_id, whole_net_reference
 from lut import LatencyTable
 from lut.table import in_network_latency
 from nas.cli.latency_profile import main as latency_main
@@ -89,6 +91,25 @@ def test_show_names_the_context_model(tmp_path):
             "8.1% -> 2.3%") in shown  # fmt: skip
 
 
+def test_whole_nets_use_the_reference_network_of_the_calibration_only(tmp_path):
+    """A LUT without a stored reference-network baseline (not calibrated, or calibrated
+    before it, or for another reference network) times whole nets against the reference
+    block on the LUT's block baseline, as before."""
+    t = LatencyTable.create(tmp_path / "a.json", PROV)
+    assert whole_net_reference(t) == (REFERENCE_SPEC, None)
+    assert whole_net_reference(None) == (REFERENCE_SPEC, None)
+    t.provenance["reference"] = {"median_us": 250.0}
+    t.set_context(0.5, {"nets": 3})  # an older calibration: no reference network
+    assert whole_net_reference(t) == (REFERENCE_SPEC, 250.0)
+    t.set_context(0.5, {"nets": 3, "net_reference": {"net": "another", "median_us": 9.0}})
+    assert whole_net_reference(t) == (REFERENCE_SPEC, 250.0)
+    t.set_context(0.5, {"nets": 3, "net_reference": {"net": reference_net_id(),
+                                                     "median_us": 2300.0}})  # fmt: skip
+    back = LatencyTable.load(tmp_path / "a.json")
+    assert whole_net_reference(back) == (reference_net(), 2300.0)
+    assert len(reference_net().blocks) == 17  # a fixed mid-sized net, not one of a LUT's space
+
+
 # ---- slow: real profiling -----------------------------------------------------------------
 
 
@@ -104,6 +125,11 @@ def test_latency_profile_calibrates_a_complete_lut(calibrated):
     assert len(ctx["size_params"]) == 2 and all(abs(v) < 10 for v in ctx["size_params"])
     assert ctx["mape_size"] > 0 and ctx["mape_one_alpha"] == ctx["mape_after"]
     assert "model" not in ctx and "params" not in ctx
+    # the calibration nets were timed against the reference network, whose baseline is kept:
+    # later whole-network timings of this LUT use it (latency.profiler.whole_net_reference)
+    assert ctx["net_reference"]["net"] == reference_net_id()
+    model, baseline = whole_net_reference(table)
+    assert model == reference_net() and baseline == ctx["net_reference"]["median_us"] > 0
     print(f"\ncalibrated: alpha {ctx['alpha']:.3f}, mean abs error "
           f"{ctx['mape_before'] * 100:.2f}% -> {ctx['mape_after'] * 100:.2f}%")  # fmt: skip
     for row in table.entries.values():  # every look-up figure re-derived with the fitted alpha
