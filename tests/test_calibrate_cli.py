@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from latency.context import ALPHA_MAX, fit_alpha
 from latency.host import REFERENCE_SPEC
 from latency.profiler import reference_net, reference_net_id, whole_net_reference
 from lut import LatencyTable
@@ -119,7 +120,11 @@ def test_latency_profile_calibrates_a_complete_lut(calibrated):
     table = LatencyTable.load(lut)
     assert set(table.entries) == space_keys()
     ctx = table.provenance["context"]
-    assert ctx["nets"] == 2 and 0.0 <= ctx["alpha"] <= 1.0
+    assert ctx["nets"] == 2 and 0.0 <= ctx["alpha"] <= ALPHA_MAX
+    # what was fitted is kept: each calibration net's sums and its measured latency
+    fitted = ctx["nets_us"]
+    assert len(fitted["warm_sum"]) == len(fitted["cold_sum"]) == len(fitted["measured"]) == 2
+    assert fit_alpha(**{k.removesuffix("_sum"): v for k, v in fitted.items()}) == ctx["alpha"]
     assert ctx["mape_before"] > 0 and ctx["mape_after"] > 0
     # the size model is fitted and kept alongside; one alpha (the default) prices the blocks
     assert len(ctx["size_params"]) == 2 and all(abs(v) < 10 for v in ctx["size_params"])

@@ -145,3 +145,13 @@ def test_a_size_model_lut_prices_each_block_and_says_so(tmp_path):
 def test_one_alpha_stays_the_default_model():
     """bench/lut_fidelity.py did not show the size model better (bench/RESULTS.md)."""
     assert CONTEXT_MODEL == ONE_ALPHA
+
+
+def test_alpha_may_exceed_one_up_to_its_bound():
+    from latency.context import ALPHA_MAX
+
+    warm, cold = np.array([100.0, 200.0, 300.0]), np.array([120.0, 260.0, 330.0])
+    # nets that pay 1.3x the measured cold penalty (small blocks whose window cold was warmish)
+    assert fit_alpha(warm, cold, warm + 1.3 * (cold - warm)) == pytest.approx(1.3)
+    assert fit_alpha(warm, cold, warm + 5.0 * (cold - warm)) == ALPHA_MAX
+    assert fit_alpha(warm, cold, warm - 0.5 * (cold - warm)) == 0.0
