@@ -22,6 +22,25 @@ def convert_config(cache_dir: Path):
     return ConvertConfig(cache_dir)
 
 
+def load_bench_script(name: str):
+    """``bench/NAME.py`` imported as a module (the benchmarks are scripts, not a package)."""
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # its dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="session")
+def bench_script():
+    """:func:`load_bench_script`, for tests of the benchmarks' own arithmetic."""
+    return load_bench_script
+
+
 @pytest.fixture(scope="session")
 def fast_measure():
     """A short measurement protocol for tests (the statistics are still real)."""

@@ -3,22 +3,8 @@ slows with the nets takes a pass's level away; no correction keeps it."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "drift_reference.py"
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("drift_reference", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def synthetic_pass(slow_nets: float, slow_block: float, rng: np.random.Generator) -> dict:
@@ -30,8 +16,8 @@ def synthetic_pass(slow_nets: float, slow_block: float, rng: np.random.Generator
     return {"warm": warm, "cold": [[v * 1.5 for v in row] for row in warm]}
 
 
-def test_levels_follow_the_reference_that_moves_with_the_nets():
-    bench, rng = _bench(), np.random.default_rng(0)
+def test_levels_follow_the_reference_that_moves_with_the_nets(bench_script):
+    bench, rng = bench_script("drift_reference"), np.random.default_rng(0)
     passes = [synthetic_pass(1.0, 1.0, rng), synthetic_pass(1.2, 1.0, rng)]
     none = bench.levels(passes, "none")
     low, high = none["pass_levels"]

@@ -3,7 +3,6 @@ poller (the benchmark itself, ``donna bkd`` on 2k and 20k images, is run by hand
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import sys
 import tarfile
@@ -11,16 +10,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "imagefolder_memory.py"
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("imagefolder_memory", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # its dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _tarball(path: Path) -> Path:
@@ -39,8 +28,8 @@ def _tarball(path: Path) -> Path:
     return path
 
 
-def test_folder_builder(tmp_path: Path) -> None:
-    bench = _bench()
+def test_folder_builder(tmp_path: Path, bench_script) -> None:
+    bench = bench_script("imagefolder_memory")
     tar = _tarball(tmp_path / "cifar.tar.gz")
     out = bench.build_folder(tar, tmp_path / "f", n_train=7, n_val=3, px=48)
     train = sorted(p.relative_to(out / "train").as_posix() for p in (out / "train").rglob("*.jpg"))
@@ -60,8 +49,8 @@ def test_folder_builder(tmp_path: Path) -> None:
     assert (data.n_train, data.n_val, data.num_classes) == (3, 3, 3)
 
 
-def test_tree_memory_poller_counts_children() -> None:
-    bench = _bench()
+def test_tree_memory_poller_counts_children(bench_script) -> None:
+    bench = bench_script("imagefolder_memory")
     child = "import time; x = b'x' * (150 * 2**20); time.sleep(1.5)"
     parent = (
         "import subprocess, sys; y = b'y' * (60 * 2**20); "

@@ -3,29 +3,18 @@ what is left per entry is the spread."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "lut_repeat.py"
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("lut_repeat", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+FIELDS = ("warm_median_us", "cold_median_us", "raw_warm_median_us", "raw_cold_median_us")
 
 
 def entry(v: float) -> dict[str, float]:
-    return {f: v for f in _bench().FIELDS}
+    return {f: v for f in FIELDS}
 
 
-def test_level_is_the_common_factor_and_the_spread_what_is_left():
-    bench = _bench()
+def test_level_is_the_common_factor_and_the_spread_what_is_left(bench_script):
+    bench = bench_script("lut_repeat")
+    assert bench.FIELDS == FIELDS
     a = {str(i): entry(10.0 + i) for i in range(40)}
     b = {k: entry(v["warm_median_us"] * 1.1) for k, v in a.items()}  # 10% slower, uniformly
     b["0"] = entry(a["0"]["warm_median_us"] * 1.1 * 1.5)  # one entry 1.5x off on top

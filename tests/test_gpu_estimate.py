@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("torch")
 
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "gpu_estimate.py"
-
-
-def test_gpu_estimate_cpu_smoke(tmp_path, monkeypatch):
+def test_gpu_estimate_cpu_smoke(tmp_path, monkeypatch, bench_script):
     monkeypatch.setenv("DONNA_NO_PROGRESS", "1")
-    spec = importlib.util.spec_from_file_location("gpu_estimate", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = bench_script("gpu_estimate")
     out = tmp_path / "est.json"
     args = ["--device", "cpu", "--precision", "32", "--resolution", "32", "--batch", "4",
             "--steps", "1", "--options-per-slot", "1", "--out", str(out)]  # fmt: skip
