@@ -13,8 +13,8 @@ a few random networks of the space (never the networks a benchmark evaluates on)
 squares on relative error, clipped to [0, :data:`ALPHA_MAX`], and stored in the LUT's
 provenance. Above 1 a block pays more inside a network than its measured cold penalty: at
 96 px the blocks are small, so a window's cold invokes can still find part of their data in
-L2, while a network streams all of its weights (on 2026-12-02 both the calibration nets and 16
-held-out nets wanted alpha ≈ 1.2 there; bench/RESULTS.md).
+L2, while a network streams all of its weights (on 2026-12-02 the fit there stopped at the
+old bound of 1, and 16 held-out nets were best priced with 1.19; bench/RESULTS.md).
 ``latency-profile`` and ``donna run`` fit it once per LUT, when the LUT holds every block of
 its space (:func:`calibrate_if_needed`); a calibrated LUT keeps its model.
 
