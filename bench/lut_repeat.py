@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("bench/results"))
     ap.add_argument("--build-one", type=Path, help=argparse.SUPPRESS)  # the child process
     args = ap.parse_args(argv)
+    from nas.core.files import atomic_write_text
+
     if args.build_one:
         build(args.build_one, args.resolution)
         return 0
@@ -103,8 +105,6 @@ def main(argv: list[str] | None = None) -> int:
         for f, r in fields.items():
             print(f"{pair:6s} {f:20s} {r['level']:6.3f} {r['p5']:6.3f} {r['p95']:6.3f} "
                   f"{r['median_abs_diff'] * 100:6.1f}%")  # fmt: skip
-    from nas.core.files import atomic_write_text
-
     args.out.mkdir(parents=True, exist_ok=True)
     dest = args.out / f"lut_repeat-r{args.resolution}.json"
     atomic_write_text(dest, json.dumps(report, indent=1))

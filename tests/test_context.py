@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from latency.context import (
+    ALPHA_MAX,
     CONTEXT_MODEL,
     ONE_ALPHA,
     block_arrays,
@@ -148,8 +149,6 @@ def test_one_alpha_stays_the_default_model():
 
 
 def test_alpha_may_exceed_one_up_to_its_bound():
-    from latency.context import ALPHA_MAX
-
     warm, cold = np.array([100.0, 200.0, 300.0]), np.array([120.0, 260.0, 330.0])
     # nets that pay 1.3x the measured cold penalty (small blocks whose window cold was warmish)
     assert fit_alpha(warm, cold, warm + 1.3 * (cold - warm)) == pytest.approx(1.3)

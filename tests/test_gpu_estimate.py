@@ -8,6 +8,7 @@ import pytest
 
 pytest.importorskip("torch")
 
+
 def test_gpu_estimate_cpu_smoke(tmp_path, monkeypatch, bench_script):
     monkeypatch.setenv("DONNA_NO_PROGRESS", "1")
     mod = bench_script("gpu_estimate")
